@@ -1,0 +1,87 @@
+"""The Flask app factory: settings, store, clients, routes."""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify
+
+from github_app import api, webhooks
+from github_app.config import Settings, load_settings
+from github_app.github import GitHubClient
+from github_app.jobs import JobServerClient
+from github_app.logs import configure_logging
+from github_app.queries import QueryService
+from github_app.store import Store
+
+
+def create_app(
+    settings: Settings | None = None, config: Mapping[str, Any] | None = None
+) -> Flask:
+    """Build the app from ``settings`` (by default read from the environment).
+
+    Raises:
+        ConfigError: a required setting is missing or malformed.
+    """
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(config or {})
+    app.config["SETTINGS"] = settings
+    configure_logging(settings.log_format)
+    # Importing the handlers registers them with the webhook router.
+    import handlers  # noqa: F401
+
+    database_url = settings.database_url
+    if database_url is None:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{Path(app.instance_path) / 'github_app.sqlite'}"
+    store = Store(database_url)
+    store.create_schema()
+    app.config["STORE"] = store
+    app.extensions["query_service"] = QueryService(
+        settings=settings,
+        store=store,
+        github=GitHubClient(
+            app_id=settings.github_app_id,
+            private_key=settings.github_private_key,
+            base_url=settings.github_api_url,
+            timeout=settings.http_timeout,
+            retry_budget=settings.github_retry_budget,
+        ),
+        job_server=JobServerClient(
+            base_url=settings.job_server_url,
+            token=settings.job_server_token,
+            timeout=settings.http_timeout,
+        ),
+    )
+    app.register_blueprint(api.bp)
+    app.register_blueprint(webhooks.bp)
+    _register_health(app, store)
+    _register_errors(app)
+    return app
+
+
+def _register_health(app: Flask, store: Store) -> None:
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        return jsonify({"status": "ok"}), 200
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        try:
+            store.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return jsonify({"status": "unavailable", "reason": type(exc).__name__}), 503
+
+        return jsonify({"status": "ok"}), 200
+
+
+def _register_errors(app: Flask) -> None:
+    from werkzeug.exceptions import HTTPException
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return api.error_response(exc.code or 500, code, exc.description or "")[0], (
+            exc.code or 500
+        )

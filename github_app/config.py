@@ -1,0 +1,174 @@
+"""Settings read from the environment, once, when the app is created.
+
+Only this module reads ``os.environ``. A missing or malformed variable raises
+``ConfigError`` whose message is one line naming the variable and what it expects,
+so start-up stops with something an operator can act on. Secret values are never
+included in messages or in ``repr``.
+"""
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
+BRANCH_PATTERN = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<!\.lock)(?<!/)$")
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration for one app instance."""
+
+    github_app_id: str
+    github_private_key: str = field(repr=False)
+    webhook_secrets: tuple[str, ...] = field(repr=False)
+    query_repositories: tuple[str, ...]
+    job_server_url: str
+    job_server_token: str = field(repr=False)
+    api_tokens: tuple[str, ...] = field(repr=False)
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    query_branch: str = "main"
+    database_url: str | None = None
+    log_format: str = "json"
+    committer_name: str = "interactive-query-app[bot]"
+    committer_email: str = "interactive-query-app[bot]@users.noreply.github.com"
+    #: Seconds allowed for each outbound HTTP call, inside GitHub's 10-second
+    #: window for answering a webhook delivery.
+    http_timeout: int = 5
+    #: Seconds spent retrying one GitHub call that fails transiently.
+    github_retry_budget: float = 8.0
+
+
+def _required(env: Mapping[str, str], name: str, expected: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: set it to {expected}.")
+
+    return value
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _check_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{name} must be an http or https URL such as https://example.org, "
+            f"got {value!r}."
+        )
+
+    return value.rstrip("/")
+
+
+def _read_private_key(env: Mapping[str, str]) -> str:
+    inline = env.get("GITHUB_APP_PRIVATE_KEY", "").strip()
+    path = env.get("GITHUB_APP_PRIVATE_KEY_PATH", "").strip()
+    if inline and path:
+        raise ConfigError(
+            "GITHUB_APP_PRIVATE_KEY and GITHUB_APP_PRIVATE_KEY_PATH are both set: "
+            "set only one of them."
+        )
+
+    if path:
+        try:
+            inline = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"GITHUB_APP_PRIVATE_KEY_PATH points to {path!r}, which cannot be "
+                f"read ({exc.strerror}): give the path of the App's PEM private key."
+            ) from None
+
+    if not inline:
+        raise ConfigError(
+            "GITHUB_APP_PRIVATE_KEY is not set: set it to the App's PEM private key, "
+            "or set GITHUB_APP_PRIVATE_KEY_PATH to a file holding it."
+        )
+
+    # Some deployment tools cannot hold newlines in a variable and store "\n".
+    key = inline.replace("\\n", "\n")
+    if "-----BEGIN" not in key or "PRIVATE KEY-----" not in key:
+        raise ConfigError(
+            "GITHUB_APP_PRIVATE_KEY is not a PEM private key: expected the text "
+            "from '-----BEGIN RSA PRIVATE KEY-----' to the matching END line."
+        )
+
+    return key
+
+
+def _read_repositories(env: Mapping[str, str]) -> tuple[str, ...]:
+    value = _required(
+        env, "QUERY_REPOSITORIES", "comma-separated owner/name repositories"
+    )
+    repositories = _split_list(value)
+    for repo in repositories:
+        if not REPOSITORY_PATTERN.match(repo):
+            raise ConfigError(
+                f"QUERY_REPOSITORIES has {repo!r}, which is not of the form "
+                "owner/name: use comma-separated owner/name values."
+            )
+
+    return repositories
+
+
+def _read_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
+
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings from ``env`` (by default the process environment).
+
+    Raises:
+        ConfigError: a variable is missing or malformed.
+    """
+    env = os.environ if env is None else env
+    app_id = _required(env, "GITHUB_APP_ID", "the GitHub App's id or client id")
+    private_key = _read_private_key(env)
+    webhook_secrets = _split_list(
+        _required(env, "GITHUB_WEBHOOK_SECRET", "the App's webhook secret")
+    )
+    repositories = _read_repositories(env)
+    job_server_url = _check_url(
+        "JOB_SERVER_URL",
+        _required(env, "JOB_SERVER_URL", "the Job Server base URL"),
+    )
+    job_server_token = _required(
+        env, "JOB_SERVER_TOKEN", "the token this app uses to create job requests"
+    )
+    api_tokens = _split_list(
+        _required(env, "API_TOKENS", "comma-separated tokens accepted from Job Server")
+    )
+    github_api_url = _check_url(
+        "GITHUB_API_URL", env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
+    )
+    branch = env.get("QUERY_BRANCH", "").strip() or "main"
+    if not BRANCH_PATTERN.match(branch):
+        raise ConfigError(
+            f"QUERY_BRANCH must be a valid branch name such as main, got {branch!r}."
+        )
+
+    return Settings(
+        github_app_id=app_id,
+        github_private_key=private_key,
+        webhook_secrets=webhook_secrets,
+        query_repositories=repositories,
+        job_server_url=job_server_url,
+        job_server_token=job_server_token,
+        api_tokens=api_tokens,
+        github_api_url=github_api_url,
+        query_branch=branch,
+        database_url=env.get("DATABASE_URL", "").strip() or None,
+        log_format=_read_choice(env, "LOG_FORMAT", ("json", "console")),
+    )

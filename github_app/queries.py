@@ -1,0 +1,514 @@
+"""The query flow: validate a request, commit and tag its code, request its job.
+
+``QueryService`` is called by the query API and by the webhook handlers. Each step
+is recorded in the store as it completes (``received``, ``committed``, ``tagged``,
+``job_requested``, or ``failed`` with a reason), and every step checks what is
+already recorded first, so repeating a request resumes it instead of committing
+twice. The branch is only ever fast-forwarded.
+"""
+
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from jsonschema import Draft202012Validator
+
+from github_app import templates
+from github_app.config import Settings
+from github_app.github import (
+    GitHubClient,
+    GitHubResponseError,
+    GitHubUnavailableError,
+    Identity,
+    NotFastForwardError,
+    ReferenceExistsError,
+)
+from github_app.jobs import (
+    JobRequestSpec,
+    JobServerClient,
+    JobServerResponseError,
+    JobServerUnavailableError,
+)
+from github_app.store import FAILED, JobRequest, Query, QueryExistsError, Store
+
+logger = structlog.get_logger(__name__)
+
+QUERY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: Attempts at moving the branch when other commits keep winning the race.
+MAX_FAST_FORWARD_ATTEMPTS = 8
+#: A pending job request older than this was abandoned by a stopped worker.
+JOB_REQUEST_CLAIM_TIMEOUT = timedelta(seconds=30)
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 100}
+REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "workspace", "backend", "requested_by", "analysis"],
+    "properties": {
+        "id": {"type": "string", "pattern": QUERY_ID_PATTERN.pattern},
+        "repo": {"type": "string", "maxLength": 200},
+        "workspace": {**_NAME, "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]*$"},
+        "backend": {**_NAME, "pattern": "^[a-z0-9][a-z0-9_-]*$"},
+        "requested_by": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["username", "name", "email"],
+            "properties": {
+                "username": {**_NAME, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+                # Name and email go into git headers: no control characters or <>.
+                "name": {**_NAME, "pattern": "^[^\\x00-\\x1f\\x7f<>]+$"},
+                "email": {
+                    "type": "string",
+                    "maxLength": 254,
+                    "pattern": "^[^\\s<>@]+@[^\\s<>@]+\\.[^\\s<>@]+$",
+                },
+            },
+        },
+        "analysis": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["template", "inputs"],
+            "properties": {
+                "template": {"type": "string", "maxLength": 100},
+                "inputs": {"type": "object"},
+            },
+        },
+    },
+}
+
+
+class QueryError(Exception):
+    """Base class of the errors the query API turns into responses."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class QueryValidationError(QueryError):
+    status, code = 400, "invalid_request"
+
+
+class QueryNotFoundError(QueryError):
+    status, code = 404, "not_found"
+
+
+class QueryConflictError(QueryError):
+    status, code = 409, "conflict"
+
+
+class QueryNotReadyError(QueryError):
+    status, code = 409, "not_ready"
+
+
+class TagRefusedError(QueryError):
+    """The tag's commit is not the recorded one, or is not on the branch."""
+
+    status, code = 422, "tag_refused"
+
+
+class UpstreamRejectedError(QueryError):
+    status, code = 502, "upstream_rejected"
+
+
+class ServiceUnavailableError(QueryError):
+    status, code = 503, "unavailable"
+
+
+@dataclass
+class JobRequestResult:
+    row: JobRequest
+    created: bool
+
+
+@dataclass
+class _RepositoryState:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    head: str | None = None
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """Hash the canonical form of a request body, to tell replays from conflicts."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class QueryService:
+    """Carry queries from request to job request."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        github: GitHubClient,
+        job_server: JobServerClient,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.github = github
+        self.job_server = job_server
+        self.bot = Identity(settings.committer_name, settings.committer_email)
+        self._repositories: dict[str, _RepositoryState] = {}
+        self._lock = threading.Lock()
+
+    # -- validation -----------------------------------------------------------
+
+    def validate(self, body: Any) -> dict[str, Any]:
+        """Check a request body and return it with ``repo`` filled in.
+
+        Raises:
+            QueryValidationError: with one entry per problem in ``details``.
+        """
+        problems = [
+            {"field": ".".join(str(p) for p in error.path) or "(body)",
+             "message": error.message}
+            for error in Draft202012Validator(REQUEST_SCHEMA).iter_errors(body)
+        ]
+        if problems:
+            raise QueryValidationError("The query request is invalid.", problems)
+
+        query_id = body["id"]
+        if query_id.endswith(".lock") or ".." in query_id:
+            raise QueryValidationError(
+                "The query request is invalid.",
+                [{"field": "id", "message": "must not end in .lock or contain '..'"}],
+            )
+
+        body = {**body, "repo": self._choose_repository(body.get("repo"))}
+        template = body["analysis"]["template"]
+        try:
+            errors = templates.validate_inputs(template, body["analysis"]["inputs"])
+        except templates.TemplateNotFoundError as exc:
+            raise QueryValidationError(
+                "The query request is invalid.",
+                [{"field": "analysis.template", "message": str(exc)}],
+            ) from None
+        if errors:
+            raise QueryValidationError(
+                "The query request is invalid.",
+                [{"field": e.field, "message": e.message} for e in errors],
+            )
+
+        return body
+
+    def _choose_repository(self, repo: str | None) -> str:
+        configured = self.settings.query_repositories
+        if repo is None:
+            if len(configured) == 1:
+                return configured[0]
+            raise QueryValidationError(
+                "The query request is invalid.",
+                [{"field": "repo", "message": "is required when several repositories "
+                  f"are configured: one of {', '.join(configured)}"}],
+            )
+
+        if repo not in configured:
+            raise QueryValidationError(
+                "The query request is invalid.",
+                [{"field": "repo", "message": f"{repo!r} is not a query repository: "
+                  f"use one of {', '.join(configured)}"}],
+            )
+
+        return repo
+
+    # -- submitting -----------------------------------------------------------
+
+    def submit(self, body: Any) -> tuple[Query, bool]:
+        """Accept a query request and carry it as far as the tag.
+
+        Returns the query and whether it was new. A replay of the same body resumes
+        an unfinished query and returns it.
+
+        Raises:
+            QueryValidationError, QueryConflictError, ServiceUnavailableError,
+            UpstreamRejectedError, TagRefusedError.
+        """
+        request = self.validate(body)
+        digest = fingerprint(request)
+        query = self.store.get_query(request["id"])
+        created = False
+        if query is None:
+            files = templates.render(
+                request["analysis"]["template"],
+                query_id=request["id"],
+                inputs=request["analysis"]["inputs"],
+            )
+            try:
+                query = self.store.create_query(
+                    id=request["id"],
+                    repo=request["repo"],
+                    branch=self.settings.query_branch,
+                    workspace=request["workspace"],
+                    backend=request["backend"],
+                    created_by=request["requested_by"]["username"],
+                    fingerprint=digest,
+                    request=request,
+                    files=files,
+                )
+                created = True
+                logger.info("Received query", query_id=query.id, repo=query.repo)
+            except QueryExistsError:
+                query = self.store.get_query(request["id"])
+                assert query is not None  # noqa: S101 - it was just found to exist
+
+        if query.fingerprint != digest:
+            raise QueryConflictError(
+                f"A different query with id {query.id!r} was already received: "
+                "use a new id for a new query.",
+                {"id": query.id},
+            )
+
+        return self.advance(query), created
+
+    def advance(self, query: Query) -> Query:
+        """Run whichever steps of committing and tagging are not yet recorded."""
+        if query.state == FAILED:
+            return query
+
+        if query.state == "received":
+            query = self._guard(query, self._commit)
+        if query.state == "committed":
+            query = self._guard(query, self._tag)
+
+        return query
+
+    def _guard(self, query: Query, step: Any) -> Query:
+        try:
+            result: Query = step(query)
+            return result
+        except GitHubUnavailableError as exc:
+            logger.warning("GitHub unavailable", query_id=query.id, error=str(exc))
+            raise ServiceUnavailableError(
+                f"GitHub is unavailable: {exc} The query was kept; send the same "
+                "request again to resume it.",
+                {"id": query.id, "state": query.state},
+            ) from exc
+        except GitHubResponseError as exc:
+            failed = self.store.fail_query(query.id, str(exc))
+            logger.error("Query failed", query_id=query.id, error=str(exc))
+            raise UpstreamRejectedError(
+                f"GitHub rejected the query: {exc}", {"id": failed.id}
+            ) from exc
+
+    def _repository(self, repo: str) -> _RepositoryState:
+        with self._lock:
+            return self._repositories.setdefault(repo, _RepositoryState())
+
+    def _commit_message(self, query: Query) -> str:
+        person = query.request["requested_by"]
+        template = query.request["analysis"]["template"]
+        return (
+            f"Add interactive query {query.id}\n\n"
+            f"Analysis code rendered from the {template} template.\n\n"
+            f"Query-Id: {query.id}\n"
+            f"Requested-By: {person['name']} <{person['email']}>\n"
+        )
+
+    def _commit(self, query: Query) -> Query:
+        # TODO: adopt a commit of this query that reached the branch before a crash
+        # (found by its Query-Id trailer) instead of committing it again.
+        person = query.request["requested_by"]
+        author = Identity(person["name"], person["email"])
+        repository = self._repository(query.repo)
+        # One commit at a time per repository in this process, so workers don't
+        # spend their fast-forward attempts racing each other.
+        with repository.lock:
+            tree = self.github.create_tree(query.repo, query.files)
+            parent = repository.head or self.github.get_branch_head(
+                query.repo, query.branch
+            )
+            for attempt in range(1, MAX_FAST_FORWARD_ATTEMPTS + 1):
+                commit = self.github.create_commit(
+                    query.repo,
+                    message=self._commit_message(query),
+                    tree=tree,
+                    parent=parent,
+                    author=author,
+                    committer=self.bot,
+                    date=_now_iso(),
+                )
+                try:
+                    self.github.fast_forward(query.repo, query.branch, commit.sha)
+                except NotFastForwardError:
+                    repository.head = None
+                    logger.info("Branch moved, rebuilding commit", attempt=attempt)
+                    time.sleep(random.uniform(0, 0.05 * attempt))
+                    parent = self.github.get_branch_head(query.repo, query.branch)
+                    continue
+
+                repository.head = commit.sha
+                logger.info(
+                    "Committed query", query_id=query.id, sha=commit.sha, repo=query.repo
+                )
+                return self.store.advance_query(
+                    query.id, "committed", commit_sha=commit.sha, commit_url=commit.html_url
+                )
+
+        raise GitHubUnavailableError(
+            f"The branch {query.branch} kept moving: {MAX_FAST_FORWARD_ATTEMPTS} "
+            "attempts to fast-forward it failed."
+        )
+
+    def _tag(self, query: Query) -> Query:
+        assert query.commit_sha is not None  # noqa: S101 - set by the commit step
+        person = query.request["requested_by"]
+        tag_sha = self.github.create_tag(
+            query.repo,
+            name=query.id,
+            message=f"Interactive query {query.id}\n\nRequested-By: "
+            f"{person['name']} <{person['email']}>\n",
+            commit=query.commit_sha,
+            tagger=self.bot,
+            date=_now_iso(),
+        )
+        try:
+            self.github.create_ref(query.repo, f"refs/tags/{query.id}", tag_sha)
+        except ReferenceExistsError:
+            existing = self.github.peel_tag(query.repo, query.id)
+            if existing != query.commit_sha:
+                reason = (
+                    f"Tag {query.id} already exists in {query.repo} and points at "
+                    f"{existing}, not at the query's commit {query.commit_sha}."
+                )
+                logger.warning(
+                    "Security: tag points elsewhere",
+                    query_id=query.id, tag=query.id, sha=existing, repo=query.repo,
+                )
+                self.store.fail_query(query.id, reason)
+                raise TagRefusedError(reason, {"id": query.id}) from None
+
+        logger.info("Tagged query", query_id=query.id, tag=query.id, repo=query.repo)
+        return self.store.advance_query(query.id, "tagged", tag_sha=tag_sha)
+
+    # -- job requests ---------------------------------------------------------
+
+    def confirm_tag(self, query: Query) -> str:
+        """Peel the query's tag and check its commit is the recorded one, on the branch.
+
+        Raises:
+            QueryNotReadyError: the query has no commit yet, or the tag is absent.
+            TagRefusedError: the tag's commit differs or is not on the branch.
+            ServiceUnavailableError: GitHub could not be asked.
+        """
+        if query.commit_sha is None:
+            raise QueryNotReadyError(
+                f"Query {query.id} has no commit yet (state {query.state}).",
+                {"id": query.id, "state": query.state},
+            )
+
+        try:
+            sha = self.github.peel_tag(query.repo, query.id)
+            if sha is None:
+                raise QueryNotReadyError(
+                    f"Tag {query.id} does not exist in {query.repo} yet.",
+                    {"id": query.id},
+                )
+            on_branch = sha == query.commit_sha and self.github.is_on_branch(
+                query.repo, sha, query.branch
+            )
+        except GitHubUnavailableError as exc:
+            raise ServiceUnavailableError(f"GitHub is unavailable: {exc}") from exc
+        except GitHubResponseError as exc:
+            raise UpstreamRejectedError(f"GitHub rejected a call: {exc}") from exc
+
+        if sha != query.commit_sha:
+            raise TagRefusedError(
+                f"Tag {query.id} points at {sha}, but the app committed "
+                f"{query.commit_sha} for this query; no job request was created.",
+                {"id": query.id, "sha": sha},
+            )
+
+        if not on_branch:
+            raise TagRefusedError(
+                f"Commit {sha} of tag {query.id} is not on {query.branch}; no job "
+                "request was created.",
+                {"id": query.id, "sha": sha},
+            )
+
+        return sha
+
+    def request_job(
+        self, query: Query, *, trigger: str, delivery_id: str | None, first: bool
+    ) -> JobRequestResult:
+        """Create a job request in Job Server for the query's confirmed commit.
+
+        With ``first``, this is the query's one job request from its tag events and
+        is created at most once; otherwise it is an additional re-run.
+
+        Raises:
+            ServiceUnavailableError: Job Server failed transiently; nothing recorded.
+            UpstreamRejectedError: Job Server rejected the job request.
+        """
+        assert query.commit_sha is not None  # noqa: S101 - confirmed by the caller
+        row, owned = self.store.claim_job_request(
+            query_id=query.id,
+            seq=1 if first else None,
+            trigger=trigger,
+            sha=query.commit_sha,
+            delivery_id=delivery_id,
+            stale_after=JOB_REQUEST_CLAIM_TIMEOUT,
+        )
+        if not owned:
+            return JobRequestResult(row=row, created=False)
+
+        spec = JobRequestSpec(
+            analysis_request=query.id,
+            workspace=query.workspace,
+            backend=query.backend,
+            sha=query.commit_sha,
+            created_by=query.created_by,
+            project_definition=query.files["project.yaml"],
+        )
+        try:
+            created = self.job_server.create_job_request(
+                spec, idempotency_key=f"{query.id}/{row.seq}"
+            )
+        except JobServerUnavailableError as exc:
+            self.store.release_job_request(row.id)
+            logger.warning("Job Server unavailable", query_id=query.id, error=str(exc))
+            raise ServiceUnavailableError(
+                f"Job Server is unavailable: {exc}", {"id": query.id}
+            ) from exc
+        except JobServerResponseError as exc:
+            self.store.release_job_request(row.id)
+            self.store.fail_query(query.id, str(exc))
+            logger.error("Job request rejected", query_id=query.id, error=str(exc))
+            raise UpstreamRejectedError(str(exc), {"id": query.id}) from exc
+
+        row = self.store.complete_job_request(
+            row.id, job_server_id=str(created.id), url=created.url
+        )
+        self.store.advance_query(query.id, "job_requested", revive=True)
+        logger.info(
+            "Created job request",
+            query_id=query.id,
+            sha=query.commit_sha,
+            job_request_id=created.id,
+            trigger=trigger,
+        )
+        return JobRequestResult(row=row, created=True)
+
+    def resubmit(self, query_id: str, *, trigger: str) -> JobRequestResult:
+        """Create another job request for a query's tagged commit, confirmed again."""
+        query = self.store.get_query(query_id)
+        if query is None:
+            raise QueryNotFoundError(f"No query with id {query_id!r} was received.")
+
+        self.confirm_tag(query)
+        return self.request_job(query, trigger=trigger, delivery_id=None, first=False)

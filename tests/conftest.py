@@ -1,0 +1,81 @@
+"""Shared fixtures: a per-run RSA key, settings, and the app with mocked HTTP."""
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import responses
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from github_app.app import create_app
+from github_app.config import Settings
+
+# Loopback addresses with nothing listening: a request that escapes the mocks
+# fails at once instead of reaching another host.
+GITHUB_URL = "http://127.0.0.1:9/github"
+JOB_SERVER_URL = "http://127.0.0.1:9/job-server"
+REPO = "example-org/interactive-queries"
+API_TOKEN = "test-api-token"
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+@pytest.fixture(scope="session")
+def private_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def private_key_pem(private_key: rsa.RSAPrivateKey) -> str:
+    return private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.fixture(scope="session")
+def public_key_pem(private_key: rsa.RSAPrivateKey) -> bytes:
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.fixture
+def settings(private_key_pem: str, tmp_path: Path) -> Settings:
+    return Settings(
+        github_app_id="12345",
+        github_private_key=private_key_pem,
+        webhook_secrets=(WEBHOOK_SECRET,),
+        query_repositories=(REPO,),
+        job_server_url=JOB_SERVER_URL,
+        job_server_token="test-job-server-token",
+        api_tokens=(API_TOKEN,),
+        github_api_url=GITHUB_URL,
+        database_url=f"sqlite:///{tmp_path / 'app.sqlite'}",
+        log_format="console",
+        github_retry_budget=0.5,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    return create_app(settings, {"TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return replace(settings, **changes)
