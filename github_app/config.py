@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
-BRANCH_PATTERN = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<!\.lock)(?<!/)$")
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+# The name part may hold dots, but "." and ".." are path segments, not names.
+REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9-]+/(?!\.\.?$)[A-Za-z0-9._-]+$")
+BRANCH_COMPONENT = re.compile(r"^(?![.-])[A-Za-z0-9._-]+(?<![.])(?<!\.lock)$")
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 
 
@@ -35,7 +40,8 @@ class Settings:
     api_tokens: tuple[str, ...] = field(repr=False)
     github_api_url: str = DEFAULT_GITHUB_API_URL
     query_branch: str = "main"
-    database_url: str | None = None
+    #: Hidden from ``repr`` because the URL may hold a database password.
+    database_url: str | None = field(default=None, repr=False)
     log_format: str = "json"
     committer_name: str = "interactive-query-app[bot]"
     committer_email: str = "interactive-query-app[bot]@users.noreply.github.com"
@@ -54,8 +60,24 @@ def _required(env: Mapping[str, str], name: str, expected: str) -> str:
     return value
 
 
-def _split_list(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
+def _required_list(env: Mapping[str, str], name: str, expected: str) -> tuple[str, ...]:
+    value = _required(env, name, expected)
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    if not items:
+        raise ConfigError(f"{name} holds no values: set it to {expected}.")
+
+    return items
+
+
+def is_valid_branch(name: str) -> bool:
+    """Return whether ``name`` is a branch name git accepts (a safe subset).
+
+    https://git-scm.com/docs/git-check-ref-format
+    """
+    if ".." in name or "@{" in name:
+        return False
+
+    return all(BRANCH_COMPONENT.match(part) for part in name.split("/"))
 
 
 def _check_url(name: str, value: str) -> str:
@@ -78,13 +100,16 @@ def _read_private_key(env: Mapping[str, str]) -> str:
             "set only one of them."
         )
 
+    name = "GITHUB_APP_PRIVATE_KEY"
     if path:
+        name = "GITHUB_APP_PRIVATE_KEY_PATH"
         try:
             inline = Path(path).read_text()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not text"
             raise ConfigError(
                 f"GITHUB_APP_PRIVATE_KEY_PATH points to {path!r}, which cannot be "
-                f"read ({exc.strerror}): give the path of the App's PEM private key."
+                f"read ({reason}): give the path of the App's PEM private key."
             ) from None
 
     if not inline:
@@ -95,20 +120,23 @@ def _read_private_key(env: Mapping[str, str]) -> str:
 
     # Some deployment tools cannot hold newlines in a variable and store "\n".
     key = inline.replace("\\n", "\n")
-    if "-----BEGIN" not in key or "PRIVATE KEY-----" not in key:
+    try:
+        loaded = serialization.load_pem_private_key(key.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        loaded = None
+    if not isinstance(loaded, rsa.RSAPrivateKey):
         raise ConfigError(
-            "GITHUB_APP_PRIVATE_KEY is not a PEM private key: expected the text "
-            "from '-----BEGIN RSA PRIVATE KEY-----' to the matching END line."
+            f"{name} does not hold an unencrypted RSA private key in PEM form: use "
+            "the .pem file downloaded from the GitHub App's settings."
         )
 
     return key
 
 
 def _read_repositories(env: Mapping[str, str]) -> tuple[str, ...]:
-    value = _required(
+    repositories = _required_list(
         env, "QUERY_REPOSITORIES", "comma-separated owner/name repositories"
     )
-    repositories = _split_list(value)
     for repo in repositories:
         if not REPOSITORY_PATTERN.match(repo):
             raise ConfigError(
@@ -136,8 +164,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     app_id = _required(env, "GITHUB_APP_ID", "the GitHub App's id or client id")
     private_key = _read_private_key(env)
-    webhook_secrets = _split_list(
-        _required(env, "GITHUB_WEBHOOK_SECRET", "the App's webhook secret")
+    webhook_secrets = _required_list(
+        env, "GITHUB_WEBHOOK_SECRET", "the App's webhook secret"
     )
     repositories = _read_repositories(env)
     job_server_url = _check_url(
@@ -147,14 +175,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     job_server_token = _required(
         env, "JOB_SERVER_TOKEN", "the token this app uses to create job requests"
     )
-    api_tokens = _split_list(
-        _required(env, "API_TOKENS", "comma-separated tokens accepted from Job Server")
+    api_tokens = _required_list(
+        env, "API_TOKENS", "comma-separated tokens accepted from Job Server"
     )
     github_api_url = _check_url(
         "GITHUB_API_URL", env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
     )
     branch = env.get("QUERY_BRANCH", "").strip() or "main"
-    if not BRANCH_PATTERN.match(branch):
+    if not is_valid_branch(branch):
         raise ConfigError(
             f"QUERY_BRANCH must be a valid branch name such as main, got {branch!r}."
         )

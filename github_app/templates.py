@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 DEFAULT_START_DATE = "2020-01-01"
 DEFAULT_END_DATE = "2024-12-31"
@@ -66,15 +66,43 @@ def list_templates() -> list[str]:
     return sorted(item.name for item in root.iterdir() if item.is_dir())
 
 
+def _error_fields(error: ValidationError) -> list[str]:
+    """Name the input(s) an error is about, including keys that are absent or extra."""
+    path = [str(part) for part in error.path]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return [".".join([*path, key]) for key in missing]
+
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        extra = [key for key in error.instance if key not in allowed]
+        return [".".join([*path, str(key)]) for key in extra]
+
+    return [".".join(path)]
+
+
 def validate_inputs(name: str, inputs: Any) -> list[InputError]:
     """Check ``inputs`` against the template's schema and return the problems."""
     schema = json.loads((_template_folder(name) / "schema.json").read_text())
-    validator = Draft202012Validator(schema)
+    validator = Draft202012Validator(
+        schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
     errors = []
     for error in sorted(validator.iter_errors(inputs), key=lambda e: list(e.path)):
-        path = ".".join(str(part) for part in error.path)
-        field = "analysis.inputs" + (f".{path}" if path else "")
-        errors.append(InputError(field=field, message=error.message))
+        for field in _error_fields(error):
+            full = "analysis.inputs" + (f".{field}" if field else "")
+            errors.append(InputError(field=full, message=error.message))
+
+    if not errors and isinstance(inputs, dict):
+        start = inputs.get("start_date", DEFAULT_START_DATE)
+        end = inputs.get("end_date", DEFAULT_END_DATE)
+        if start > end:
+            errors.append(
+                InputError(
+                    field="analysis.inputs.start_date",
+                    message=f"start_date {start} is after end_date {end}",
+                )
+            )
 
     return errors
 

@@ -145,11 +145,6 @@ def test_validate_inputs_valid() -> None:
     assert errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the event_counts codelist pattern rejects underscores, which "
-    "OpenCodelists ids contain",
-)
 def test_validate_inputs_accepts_refset_codelist() -> None:
     errors = validate_inputs("event_counts", {"codelist_1": REFSET_CODELIST})
 
@@ -162,11 +157,6 @@ def test_validate_inputs_accepts_refset_codelist() -> None:
         pytest.param(
             {"codelist_1": CODELIST_1, "colour": "blue"},
             "analysis.inputs.colour",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="validate_inputs reports an unknown key as field "
-                "'analysis.inputs', not the key",
-            ),
             id="unknown-key",
         ),
         pytest.param(
@@ -195,21 +185,11 @@ def test_validate_inputs_accepts_refset_codelist() -> None:
         pytest.param(
             {"codelist_1": CODELIST_1, "start_date": "2023-02-30"},
             "analysis.inputs.start_date",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the event_counts date pattern accepts days that do not exist "
-                "in the month",
-            ),
             id="day-not-in-month",
         ),
         pytest.param(
             {"codelist_2": CODELIST_2},
             "analysis.inputs.codelist_1",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="validate_inputs reports a missing required key as field "
-                "'analysis.inputs', not the key",
-            ),
             id="missing-codelist-1",
         ),
     ],
@@ -235,11 +215,6 @@ def test_validate_inputs_message_names_key(inputs: dict[str, Any], key: str) -> 
     assert key in errors[0].message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate_inputs accepts a start_date after end_date, which renders a "
-    "negative number of months",
-)
 def test_validate_inputs_start_after_end() -> None:
     inputs = {
         "codelist_1": CODELIST_1,
