@@ -60,7 +60,7 @@ class ApiRequest:
         """Return the JSON object in the body.
 
         Raises:
-            ApiError: 400 when the body is not a JSON object, as GitHub answers.
+            ApiError: 400 when the body is not a JSON object, as on GitHub.
         """
         try:
             body = json.loads(self.http.get_data() or b"{}")

@@ -17,12 +17,13 @@ from sandbox.payloads import account, isoformat, node_id, repository
 if TYPE_CHECKING:
     from sandbox.github import GitHubSandbox
 
-#: What the installation grants: commits and refs, and repository metadata.
+#: Permissions of the installation: commits and refs, and repository metadata.
 PERMISSIONS = {"contents": "write", "metadata": "read"}
 EVENTS = ["create", "push"]
 _DEFAULT_PAGE_SIZE = 30
 _MAX_PAGE_SIZE = 100
 _CREATED_AT = "2024-01-01T00:00:00Z"
+_STATUS_RANGES = {"success": (200, 399), "failure": (400, 599)}
 
 
 def _app_id_number(sandbox: GitHubSandbox) -> int:
@@ -171,10 +172,12 @@ def list_deliveries(sandbox: GitHubSandbox, request: ApiRequest) -> Reply:
 
     per_page = max(1, min(per_page, _MAX_PAGE_SIZE))
     deliveries = sorted(sandbox.deliveries, key=lambda item: item.id, reverse=True)
+    # GitHub's status filter: success is a status code of 200-399, failure
+    # 400-599, so a delivery that got no response is in neither.
     status = args.get("status")
-    if status in {"success", "failure"}:
-        wanted = status == "success"
-        deliveries = [item for item in deliveries if item.succeeded == wanted]
+    if status in _STATUS_RANGES:
+        low, high = _STATUS_RANGES[status]
+        deliveries = [item for item in deliveries if low <= item.status_code <= high]
 
     if start is not None:
         deliveries = [item for item in deliveries if item.id <= start]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from sandbox.git import ZERO_SHA, BareRepository
 from sandbox.git_objects import Commit
 from sandbox.payloads import (
     HostedRepository,
@@ -20,6 +21,71 @@ from sandbox.payloads import (
     node_id,
     repository,
 )
+
+#: GitHub lists at most 2048 commits in a push payload.
+MAX_PUSH_COMMITS = 2048
+
+
+def ref_change_events(
+    links: Links,
+    repo: HostedRepository,
+    git: BareRepository,
+    *,
+    ref: str,
+    before: str,
+    after: str,
+    sender: dict[str, Any],
+    installation_id: int,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Return the ``(event, payload)`` pairs that a ref change causes.
+
+    Every ref change causes a ``push``, and a new ref also a ``create``.
+    """
+    branch_ref = f"refs/heads/{repo.default_branch}"
+    peeled = git.peel(after)
+    head_commit = None
+    if peeled is not None:
+        head = git.read_commit(peeled)
+        head_commit = push_commit(links, repo, head, git.changed_paths(peeled))
+
+    commits = []
+    base_ref = None
+    if ref.startswith("refs/tags/"):
+        # NOTE: GitHub does not document when it fills base_ref for a tag, so
+        # the sandbox names the default branch only when its head is the tag's
+        # commit.
+        if peeled is not None and peeled == git.read_ref(branch_ref):
+            base_ref = branch_ref
+    elif peeled is not None:
+        base = None if before == ZERO_SHA else before
+        for sha in git.list_commits(base, peeled)[-MAX_PUSH_COMMITS:]:
+            commit = git.read_commit(sha)
+            commits.append(push_commit(links, repo, commit, git.changed_paths(sha)))
+
+    push = push_payload(
+        links,
+        repo,
+        ref=ref,
+        before=before,
+        after=after,
+        base_ref=base_ref,
+        commits=commits,
+        head_commit=head_commit,
+        sender=sender,
+        installation_id=installation_id,
+    )
+    if before != ZERO_SHA:
+        return [("push", push)]
+
+    create = create_payload(
+        links,
+        repo,
+        ref=ref.split("/", 2)[2],
+        ref_type="tag" if ref.startswith("refs/tags/") else "branch",
+        sender=sender,
+        installation_id=installation_id,
+    )
+    return [("push", push), ("create", create)]
 
 
 def installation(installation_id: int) -> dict[str, Any]:
@@ -75,9 +141,8 @@ def push_payload(
     installation_id: int,
 ) -> dict[str, Any]:
     """Return a ``push`` payload for a ref that moved from ``before`` to ``after``."""
-    zero = "0" * 40
     pushed_at = datetime.datetime.now(datetime.UTC)
-    if before == zero:
+    if before == ZERO_SHA:
         compare = links.html(f"/{repo.full_name}/compare/{ref.split('/', 2)[-1]}")
     else:
         compare = links.html(f"/{repo.full_name}/compare/{before[:12]}...{after[:12]}")
@@ -90,8 +155,8 @@ def push_payload(
         "pusher": {"name": sender["login"], "email": None},
         "sender": sender,
         "installation": installation(installation_id),
-        "created": before == zero,
-        "deleted": after == zero,
+        "created": before == ZERO_SHA,
+        "deleted": after == ZERO_SHA,
         "forced": False,
         "base_ref": base_ref,
         "compare": compare,

@@ -13,13 +13,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-import http
 import json
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from sandbox import apps, git_database
+from sandbox import apps, git_database, git_refs
 from sandbox.api import ApiError, ApiRequest, Reply, Route
 from sandbox.credentials import CredentialsError, TokenStore, verify_app_jwt
-from sandbox.events import bot_account, create_payload, push_commit, push_payload
+from sandbox.events import bot_account, ref_change_events
+from sandbox.faults import Fault, Faults, Hook
 from sandbox.git import ZERO_SHA, BareRepository, Signature, TreeEntry
 from sandbox.payloads import HostedRepository, Links, account
 from sandbox.webhooks import Delivery, WebhookSender
@@ -40,17 +40,16 @@ __all__ = ["ApiCall", "Delivery", "ForcedUpdate", "GitHubSandbox"]
 _FULL_NAME = re.compile(r"(?P<owner>[A-Za-z0-9-]+)/(?P<name>[A-Za-z0-9._-]+)")
 #: Path parameters that may contain slashes, such as ``heads/main``.
 _PATH_PARAMETERS = {"ref", "basehead"}
-#: GitHub lists at most 2048 commits in a push payload.
-_MAX_PUSH_COMMITS = 2048
 _BOT_ID = 1_000_001
 _SANDBOX_IDENTITY = ("GitHub Sandbox", "sandbox@example.com")
-
-Hook = Callable[[str, dict[str, str]], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class ApiCall:
-    """One API request: its method, OpenAPI route, actual path and status."""
+    """One API request: its method, OpenAPI route, actual path and status.
+
+    ``route`` is empty for a path that matches no endpoint.
+    """
 
     method: str
     route: str
@@ -70,32 +69,6 @@ class ForcedUpdate:
     repository: str
     ref: str
     sha: str
-
-
-@dataclasses.dataclass
-class _Fault:
-    endpoint: str
-    status: int
-    skip: int
-    remaining: int
-    headers: dict[str, str]
-    body: Any
-    after_handling: bool
-
-    def reply(self) -> Reply:
-        body = self.body
-        if body is None:
-            body = {"message": http.HTTPStatus(self.status).phrase}
-
-        return Reply(self.status, body, dict(self.headers))
-
-
-@dataclasses.dataclass
-class _HookEntry:
-    callback: Hook
-    endpoint: str | None
-    after: bool
-    once: bool
 
 
 class GitHubSandbox:
@@ -133,16 +106,14 @@ class GitHubSandbox:
         self.webhooks = WebhookSender(
             url=webhook_url, secret=webhook_secret, hook_id=1, target_id=app_id
         )
-        self._lock = threading.RLock()
-        self._latency: dict[str | None, float] = {}
-        self._faults: list[_Fault] = []
-        self._hooks: list[_HookEntry] = []
+        self._lock = threading.Lock()
         self._repos: dict[str, HostedRepository] = {}
         self._git: dict[str, BareRepository] = {}
         for index, full_name in enumerate(repositories):
             self._add_repository(full_name, 1001 + index)
 
-        self._routes = [*apps.ROUTES, *git_database.ROUTES]
+        self._routes = [*apps.ROUTES, *git_database.ROUTES, *git_refs.ROUTES]
+        self.faults = Faults(route.endpoint for route in self._routes)
         self._map = Map(
             [
                 Rule(_werkzeug_path(route.template), endpoint=i, methods=[route.method])
@@ -229,7 +200,7 @@ class GitHubSandbox:
     @property
     def latency(self) -> float:
         """Seconds added to every API call."""
-        return self._latency.get(None, 0.0)
+        return self.faults.latency_for(None)
 
     @latency.setter
     def latency(self, seconds: float) -> None:
@@ -241,8 +212,7 @@ class GitHubSandbox:
         ``endpoint`` is written as in ``ApiCall.endpoint``, for example
         ``"PATCH /repos/{owner}/{repo}/git/refs/{ref}"``.
         """
-        with self._lock:
-            self._latency[endpoint] = seconds
+        self.faults.set_latency(seconds, endpoint)
 
     def fail_call(
         self,
@@ -255,22 +225,24 @@ class GitHubSandbox:
         body: Any = None,
         after_handling: bool = False,
     ) -> None:
-        """Answer ``status`` to ``count`` calls of ``endpoint``, from the ``nth`` on.
+        """Fail ``count`` calls of ``endpoint`` with ``status``, from the ``nth`` on.
 
         Calls are counted from now. ``body`` defaults to GitHub's
         ``{"message": <reason phrase>}``. With ``after_handling`` the call
         takes effect first and only its response is replaced, like a response
         lost on the way back to the client.
         """
-        self._check_endpoint(endpoint)
-        if nth < 1 or count < 1:
-            raise ValueError(f"nth ({nth}) and count ({count}) must be at least 1.")
-
-        fault = _Fault(
-            endpoint, status, nth - 1, count, dict(headers or {}), body, after_handling
+        self.faults.add_fault(
+            Fault(
+                endpoint=endpoint,
+                status=status,
+                skip=nth - 1,
+                remaining=count,
+                headers=dict(headers or {}),
+                body=body,
+                after_handling=after_handling,
+            )
         )
-        with self._lock:
-            self._faults.append(fault)
 
     def add_hook(
         self,
@@ -282,23 +254,17 @@ class GitHubSandbox:
     ) -> None:
         """Call ``callback(endpoint, path_params)`` around API calls.
 
-        The hook runs before the call is handled, or after it with ``after``,
-        for every endpoint or only ``endpoint``; ``once`` removes it after its
-        first run. A hook lets a test change the repository between two calls
-        of the client, for example to race a commit against a ref update.
+        The hook runs before each call is handled, or after it with ``after``.
+        It runs for every endpoint unless ``endpoint`` names one, and ``once``
+        removes it after its first run. A hook lets a test change the
+        repository between two calls, for example to race a commit against a
+        ref update.
         """
-        if endpoint is not None:
-            self._check_endpoint(endpoint)
-
-        with self._lock:
-            self._hooks.append(_HookEntry(callback, endpoint, after, once))
+        self.faults.add_hook(callback, endpoint, after=after, once=once)
 
     def clear_faults(self) -> None:
         """Remove every latency, injected failure and hook."""
-        with self._lock:
-            self._latency.clear()
-            self._faults.clear()
-            self._hooks.clear()
+        self.faults.clear()
 
     def expire_tokens(self) -> None:
         """Make every installation token issued so far expire now."""
@@ -313,13 +279,6 @@ class GitHubSandbox:
         """Count the API calls made so far by endpoint."""
         with self._lock:
             return collections.Counter(call.endpoint for call in self.calls)
-
-    def _check_endpoint(self, endpoint: str) -> None:
-        known = {route.endpoint for route in self._routes}
-        if endpoint not in known:
-            raise ValueError(
-                f"Unknown endpoint {endpoint!r}; expected one of {sorted(known)}."
-            )
 
     # -- webhooks ------------------------------------------------------------
 
@@ -343,7 +302,7 @@ class GitHubSandbox:
     def send_delivery(
         self, event: str, payload: dict[str, Any], *, secret: str | None = None
     ) -> Delivery:
-        """Send a custom delivery now and return it once the receiver answered.
+        """Send a custom delivery now and return it once the receiver responded.
 
         ``secret`` signs it with another secret, to test signature checks.
 
@@ -423,55 +382,23 @@ class GitHubSandbox:
     ) -> None:
         """Send the webhooks for a ref that moved from ``before`` to ``after``.
 
-        Every ref change sends a ``push``. A new ref also sends a ``create``,
-        on its own thread, so the two may arrive in either order.
+        Every ref change sends a ``push``, and a new ref also sends a
+        ``create``. Each delivery runs on its own thread, so the two may
+        arrive in either order.
         """
         links = self._links()
-        git = self.repository(repo.full_name)
-        sender = sender or bot_account(links, self.app_slug, _BOT_ID)
-        branch_ref = f"refs/heads/{repo.default_branch}"
-        peeled = git.peel(after)
-        head_commit = None
-        if peeled is not None:
-            head = git.read_commit(peeled)
-            head_commit = push_commit(links, repo, head, git.changed_paths(peeled))
-
-        commits = []
-        base_ref = None
-        if ref.startswith("refs/tags/"):
-            # NOTE: GitHub does not document when it fills base_ref for a tag;
-            # the sandbox names the default branch when its head is the tag's commit.
-            if peeled is not None and peeled == git.read_ref(branch_ref):
-                base_ref = branch_ref
-        elif peeled is not None:
-            base = None if before == ZERO_SHA else before
-            for sha in git.list_commits(base, peeled)[-_MAX_PUSH_COMMITS:]:
-                commit = git.read_commit(sha)
-                commits.append(push_commit(links, repo, commit, git.changed_paths(sha)))
-
-        payload = push_payload(
+        events = ref_change_events(
             links,
             repo,
+            self.repository(repo.full_name),
             ref=ref,
             before=before,
             after=after,
-            base_ref=base_ref,
-            commits=commits,
-            head_commit=head_commit,
-            sender=sender,
+            sender=sender or bot_account(links, self.app_slug, _BOT_ID),
             installation_id=self.installation_id,
         )
-        self.webhooks.send("push", payload)
-        if before == ZERO_SHA:
-            created = create_payload(
-                links,
-                repo,
-                ref=ref.split("/", 2)[2],
-                ref_type="tag" if ref.startswith("refs/tags/") else "branch",
-                sender=sender,
-                installation_id=self.installation_id,
-            )
-            self.webhooks.send("create", created)
+        for event, payload in events:
+            self.webhooks.send(event, payload)
 
     def _links(self) -> Links:
         return Links(self.base_url or "http://127.0.0.1")
@@ -497,9 +424,9 @@ class GitHubSandbox:
             return _to_response(reply)
 
         route = self._routes[rule.endpoint]
-        time.sleep(self._latency_for(route.endpoint))
-        self._run_hooks(route.endpoint, params, after=False)
-        fault = self._take_fault(route.endpoint)
+        time.sleep(self.faults.latency_for(route.endpoint))
+        self.faults.run_hooks(route.endpoint, params, after=False)
+        fault = self.faults.take_fault(route.endpoint)
         if fault is not None and not fault.after_handling:
             reply = fault.reply()
         else:
@@ -507,7 +434,7 @@ class GitHubSandbox:
             if fault is not None:
                 reply = fault.reply()
 
-        self._run_hooks(route.endpoint, params, after=True)
+        self.faults.run_hooks(route.endpoint, params, after=True)
         self._record(ApiCall(route.method, route.template, request.path, reply.status))
         return _to_response(reply)
 
@@ -554,40 +481,6 @@ class GitHubSandbox:
             raise ApiError(404, "Not Found")
 
         return ApiRequest(request, params, links, repo, token)
-
-    def _latency_for(self, endpoint: str) -> float:
-        with self._lock:
-            return self._latency.get(None, 0.0) + self._latency.get(endpoint, 0.0)
-
-    def _take_fault(self, endpoint: str) -> _Fault | None:
-        with self._lock:
-            chosen = None
-            for fault in self._faults:
-                if fault.endpoint != endpoint:
-                    continue
-
-                if fault.skip > 0:
-                    fault.skip -= 1
-                elif chosen is None:
-                    fault.remaining -= 1
-                    chosen = fault
-
-            self._faults = [fault for fault in self._faults if fault.remaining > 0]
-            return chosen
-
-    def _run_hooks(self, endpoint: str, params: dict[str, str], *, after: bool) -> None:
-        with self._lock:
-            due = [
-                hook
-                for hook in self._hooks
-                if hook.after == after and hook.endpoint in (None, endpoint)
-            ]
-            self._hooks = [
-                hook for hook in self._hooks if not (hook in due and hook.once)
-            ]
-
-        for hook in due:
-            hook.callback(endpoint, dict(params))
 
     def _record(self, call: ApiCall) -> None:
         with self._lock:

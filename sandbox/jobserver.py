@@ -49,13 +49,13 @@ class JobRequest:
     created_at: datetime.datetime
 
     def reply(self) -> dict[str, Any]:
-        """Return the JSON body that answers the request that created it."""
+        """Return the JSON response body for the request that created it."""
         return {"id": self.id, "url": self.url}
 
 
 @dataclasses.dataclass(frozen=True)
 class JobServerCall:
-    """One request received on any path, with the status it was answered."""
+    """One request received on any path and the status of its response."""
 
     method: str
     path: str
@@ -92,7 +92,7 @@ class JobServerSandbox:
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        """Answer the next ``count`` requests with ``status`` and create nothing.
+        """Fail the next ``count`` requests with ``status``, creating nothing.
 
         ``body`` defaults to ``{"detail": <reason phrase>}``.
         """

@@ -40,7 +40,7 @@ def node_id(kind: str, key: object) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class HostedRepository:
-    """What the sandbox knows about one repository besides its git data."""
+    """Metadata of one hosted repository, besides its git data."""
 
     id: int
     owner: str

@@ -65,7 +65,10 @@ class RunningServer:
         self.stop()
 
 
-def serve(wsgi_app: WSGIApp) -> RunningServer:
-    """Serve ``wsgi_app`` on ``127.0.0.1`` at a free port, one thread per request."""
-    server = make_server(HOST, 0, wsgi_app, threaded=True)
+def serve(wsgi_app: WSGIApp, *, port: int = 0) -> RunningServer:
+    """Serve ``wsgi_app`` on ``127.0.0.1``, one thread per request.
+
+    ``port`` 0 picks a free port; read it back from ``RunningServer.url``.
+    """
+    server = make_server(HOST, port, wsgi_app, threaded=True)
     return RunningServer(server).start()

@@ -22,7 +22,7 @@ import requests
 
 from sandbox.payloads import isoformat
 
-#: GitHub ends a delivery that has not been answered within 10 seconds.
+#: GitHub fails a delivery whose receiver has not responded within 10 seconds.
 DELIVERY_TIMEOUT = 10.0
 
 
@@ -55,7 +55,7 @@ class Delivery:
 
     @property
     def succeeded(self) -> bool:
-        """Return whether the receiver answered with a 2xx status."""
+        """Return whether the receiver responded with a 2xx status."""
         return 200 <= self.status_code < 300
 
     def item(self) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class Delivery:
 
 
 def sign(secret: str, body: bytes, algorithm: str = "sha256") -> str:
-    """Return the ``X-Hub-Signature-256`` value (or ``-1`` for sha1) of ``body``."""
+    """Return the ``X-Hub-Signature-256`` (or, for sha1, ``X-Hub-Signature``) value."""
     digest = hmac.new(secret.encode(), body, algorithm).hexdigest()
     return f"{algorithm}={digest}"
 
