@@ -45,11 +45,11 @@ def app_key_pem(app_key: rsa.RSAPrivateKey) -> str:
 
 
 class Receiver:
-    """A webhook endpoint that records each delivery and answers ``status``."""
+    """A webhook endpoint that records each delivery and responds with ``status``."""
 
     def __init__(self) -> None:
         self.status = 200
-        #: When set, each delivery waits here for the others before it is answered.
+        #: When set, each delivery waits here for the others before the response.
         self.barrier: threading.Barrier | None = None
         #: When set, each delivery waits for this event before it is recorded.
         self.release: threading.Event | None = None
