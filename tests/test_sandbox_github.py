@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, InputGitAuthor, InputGitTreeElement
 
+from sandbox.__main__ import load_or_create_key
 from sandbox.git import ZERO_SHA
 from sandbox.github import GitHubSandbox
 from sandbox.servers import RunningServer, serve
@@ -211,6 +212,16 @@ class TestAppAuthentication:
         assert authorization.repository_selection == "selected"
         remaining = authorization.expires_at.timestamp() - time.time()
         assert 3500 < remaining <= 3600
+
+    def test_list_and_get_installation(
+        self, integration: github.GithubIntegration
+    ) -> None:
+        listed = [installation.id for installation in integration.get_installations()]
+        installation = integration.get_app_installation(1)
+
+        assert listed == [1]
+        assert installation.app_id == int(APP_ID)
+        assert installation.permissions == {"contents": "write", "metadata": "read"}
 
     def test_installation_of_unknown_repo_is_404(
         self, integration: github.GithubIntegration
@@ -417,6 +428,21 @@ class TestGitData:
         assert read_commit.message == "Initial commit"
         assert read_ref.object.sha == tag.sha
         assert read_ref.object.type == "tag"
+
+    def test_tree_and_matching_refs(self, gh: github.Github) -> None:
+        repo = gh.get_repo(REPO)
+        head = repo.get_git_ref("heads/main").object.sha
+        repo.create_git_ref("refs/tags/q-1", head)
+        repo.create_git_ref("refs/tags/q-2", head)
+        tree = repo.create_git_tree(
+            [InputGitTreeElement("a/b/c.txt", "100644", "blob", content="c")]
+        )
+
+        recursive = repo.get_git_tree(tree.sha, recursive=True)
+        matching = repo.get_git_matching_refs("tags/q-")
+
+        assert [element.path for element in recursive.tree] == ["a", "a/b", "a/b/c.txt"]
+        assert [ref.ref for ref in matching] == ["refs/tags/q-1", "refs/tags/q-2"]
 
     def test_missing_objects_are_404(self, gh: github.Github) -> None:
         repo = gh.get_repo(REPO)
@@ -835,6 +861,17 @@ class TestWebhooks:
         assert sandbox.repository(REPO).read_ref("refs/heads/main") == sha
         assert push["after"] == sha
         assert push["sender"]["login"] == "sandbox-user"
+
+
+def test_cli_key_is_created_once(tmp_path: Path) -> None:
+    path = tmp_path / "key.pem"
+
+    first = load_or_create_key(path)
+    second = load_or_create_key(path)
+
+    assert first == second
+    assert first.startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 class TestFaults:
