@@ -14,6 +14,7 @@ import collections
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import re
 import threading
@@ -36,6 +37,8 @@ from sandbox.payloads import HostedRepository, Links, account
 from sandbox.webhooks import Delivery, WebhookSender
 
 __all__ = ["ApiCall", "Delivery", "ForcedUpdate", "GitHubSandbox"]
+
+logger = logging.getLogger(__name__)
 
 _FULL_NAME = re.compile(r"(?P<owner>[A-Za-z0-9-]+)/(?P<name>[A-Za-z0-9._-]+)")
 #: Path parameters that may contain slashes, such as ``heads/main``.
@@ -446,6 +449,11 @@ class GitHubSandbox:
             return route.handler(self, api_request)
         except ApiError as exc:
             return Reply(exc.status, exc.body(), exc.headers)
+        except Exception:
+            # A bug or a git failure still gets GitHub's JSON error shape, so
+            # the client under test sees a 500 it can handle.
+            logger.exception("GitHub sandbox failed to handle %s", route.endpoint)
+            return Reply(500, ApiError(500, "Server Error").body())
 
     def _authenticate(
         self, route: Route, request: Request, params: dict[str, str]

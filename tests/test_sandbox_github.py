@@ -944,6 +944,27 @@ class TestFaults:
         assert sandbox.call_counts()[GET_REF] == 1
         assert sandbox.call_counts()["GET /repos/{owner}/{repo}"] == 1
 
+    def test_handler_error_is_json_500(
+        self,
+        sandbox: GitHubSandbox,
+        gh: github.Github,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        def broken(full_name: str) -> None:
+            raise RuntimeError("git is gone")
+
+        repo = gh.get_repo(REPO)
+        monkeypatch.setattr(sandbox, "repository", broken)
+
+        with pytest.raises(github.GithubException) as caught:
+            repo.get_git_ref("heads/main").object  # noqa: B018
+
+        assert caught.value.status == 500
+        assert caught.value.data["message"] == "Server Error"
+        assert sandbox.calls[-1].status == 500
+        assert "git is gone" in caplog.text
+
     def test_unknown_endpoint_name_is_rejected(self, sandbox: GitHubSandbox) -> None:
         with pytest.raises(ValueError, match="Unknown endpoint"):
             sandbox.fail_call("GET /nope", 500)
