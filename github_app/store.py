@@ -25,8 +25,10 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -64,6 +66,12 @@ class Query(Base):
     commit_url: Mapped[str | None] = mapped_column(Text, default=None)
     tag_sha: Mapped[str | None] = mapped_column(String(40), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    #: The worker carrying the query through GitHub, and until when; a worker
+    #: that stops mid-step leaves a lease that expires, so another can resume.
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -109,12 +117,25 @@ class QueryExistsError(Exception):
 
 
 def _enable_sqlite_concurrency(engine: Engine) -> None:
+    """Make SQLite transactions take the write lock at BEGIN.
+
+    With deferred transactions, a worker that read a row and then writes it fails
+    at once with "database is locked" if another process wrote in between; with
+    ``BEGIN IMMEDIATE`` it waits for the lock instead (up to the busy timeout).
+    """
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN instead of the driver.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Store:
@@ -216,6 +237,37 @@ class Store:
             query.updated_at = utcnow()
 
         return query
+
+    def acquire_lease(self, query_id: str, owner: str, duration: timedelta) -> bool:
+        """Take the query's lease for ``duration`` unless another owner holds it.
+
+        A single conditional UPDATE, so two workers (or instances) cannot both win.
+        """
+        now = utcnow()
+        statement = (
+            update(Query)
+            .where(
+                Query.id == query_id,
+                or_(
+                    Query.lease_expires_at.is_(None),
+                    Query.lease_expires_at < now,
+                    Query.lease_owner == owner,
+                ),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + duration)
+        )
+        with self.session() as session:
+            result = session.execute(statement)
+            return bool(getattr(result, "rowcount", 0) == 1)
+
+    def release_lease(self, query_id: str, owner: str) -> None:
+        statement = (
+            update(Query)
+            .where(Query.id == query_id, Query.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+        with self.session() as session:
+            session.execute(statement)
 
     def fail_query(self, query_id: str, reason: str) -> Query:
         with self.session() as session:
