@@ -27,6 +27,22 @@ def _resubmit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from github_app.app import create_app
+
+    app = create_app()
+    with app.app_context():
+        service = app.extensions["query_service"]
+        unfinished = service.store.unfinished_queries()
+        results = service.reconcile()
+
+    for query in results:
+        print(f"{query.id}: {query.state} {query.commit_sha or ''}".rstrip())
+    stuck = len(unfinished) - sum(q.state in ("tagged", "job_requested") for q in results)
+    print(f"Resumed {len(unfinished)} unfinished queries; {stuck} still unfinished.")
+    return 1 if stuck else 0
+
+
 def _render(args: argparse.Namespace) -> int:
     try:
         inputs = json.loads(Path(args.inputs).read_text())
@@ -64,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resubmit.add_argument("query_id")
     resubmit.set_defaults(run=_resubmit)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="resume every query whose commit or tag is not recorded"
+    )
+    reconcile.set_defaults(run=_reconcile)
 
     render = commands.add_parser(
         "render", help="write the files a template renders for the given inputs"

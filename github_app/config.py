@@ -50,6 +50,9 @@ class Settings:
     http_timeout: int = 5
     #: Seconds spent retrying one GitHub call that fails transiently.
     github_retry_budget: float = 8.0
+    #: Seconds a worker may hold a query while committing and tagging it; a query
+    #: whose worker stopped can be resumed by another after this time.
+    query_lease_seconds: float = 120.0
 
 
 def _required(env: Mapping[str, str], name: str, expected: str) -> str:

@@ -410,6 +410,23 @@ class GitHubClient:
 
         return sha
 
+    def find_commit_with_line(
+        self, repo: str, branch: str, line: str, *, depth: int = 100
+    ) -> CreatedCommit | None:
+        """Return the newest of the branch's last ``depth`` commits whose message
+        has ``line`` as a whole line (a trailer such as ``Query-Id: x``), or None.
+
+        https://docs.github.com/en/rest/commits/commits#list-commits
+        """
+        data = self._request(
+            repo, "GET", f"/commits?sha={branch}&per_page={min(depth, 100)}"
+        )
+        for item in data:
+            if line in item["commit"]["message"].splitlines():
+                return CreatedCommit(sha=item["sha"], html_url=item.get("html_url", ""))
+
+        return None
+
     def is_on_branch(self, repo: str, sha: str, branch: str) -> bool:
         """Return whether commit ``sha`` is reachable from the branch head.
 

@@ -13,6 +13,7 @@ import random
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from jsonschema import Draft202012Validator
 from github_app import templates
 from github_app.config import Settings
 from github_app.github import (
+    CreatedCommit,
     GitHubClient,
     GitHubResponseError,
     GitHubUnavailableError,
@@ -166,6 +168,8 @@ class QueryService:
         self.bot = Identity(settings.committer_name, settings.committer_email)
         self._repositories: dict[str, _RepositoryState] = {}
         self._lock = threading.Lock()
+        #: Commits rebuilt because the branch moved, for logs and benchmarks.
+        self.retries = 0
 
     # -- validation -----------------------------------------------------------
 
@@ -274,23 +278,57 @@ class QueryService:
                 {"id": query.id},
             )
 
-        return self.advance(query), created
+        return self.advance(query, resuming=not created), created
 
-    def advance(self, query: Query) -> Query:
-        """Run whichever steps of committing and tagging are not yet recorded."""
-        if query.state == FAILED:
+    def advance(self, query: Query, *, resuming: bool = True) -> Query:
+        """Run whichever steps of committing and tagging are not yet recorded.
+
+        Only the holder of the query's lease works on it, so a replay that arrives
+        while the first request is still committing waits for it instead of
+        committing again. ``resuming`` means an earlier attempt may have stopped
+        between a GitHub call and recording it, so GitHub is checked first.
+        """
+        if query.state not in ("received", "committed"):
             return query
 
-        if query.state == "received":
-            query = self._guard(query, self._commit)
-        if query.state == "committed":
-            query = self._guard(query, self._tag)
+        owner = uuid.uuid4().hex
+        lease = timedelta(seconds=self.settings.query_lease_seconds)
+        if not self.store.acquire_lease(query.id, owner, lease):
+            return self._wait_for_other_worker(query.id)
 
+        # A BaseException such as a worker being killed skips the release, as a
+        # crash would; the lease then expires and another worker resumes.
+        try:
+            query = self.store.get_query(query.id) or query
+            if query.state == "received":
+                query = self._guard(query, self._commit, resuming)
+            if query.state == "committed":
+                query = self._guard(query, self._tag, resuming)
+        except Exception:
+            self.store.release_lease(query.id, owner)
+            raise
+
+        self.store.release_lease(query.id, owner)
         return query
 
-    def _guard(self, query: Query, step: Any) -> Query:
+    def _wait_for_other_worker(self, query_id: str) -> Query:
+        deadline = time.monotonic() + min(self.settings.query_lease_seconds, 15.0)
+        while True:
+            query = self.store.get_query(query_id)
+            assert query is not None  # noqa: S101 - queries are never deleted
+            if query.state not in ("received", "committed"):
+                return query
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailableError(
+                    f"Query {query_id} is being committed by another request; "
+                    "send the same request again shortly to see the result.",
+                    {"id": query_id, "state": query.state},
+                )
+            time.sleep(0.1)
+
+    def _guard(self, query: Query, step: Any, resuming: bool) -> Query:
         try:
-            result: Query = step(query)
+            result: Query = step(query, resuming=resuming)
             return result
         except GitHubUnavailableError as exc:
             logger.warning("GitHub unavailable", query_id=query.id, error=str(exc))
@@ -320,53 +358,85 @@ class QueryService:
             f"Requested-By: {person['name']} <{person['email']}>\n"
         )
 
-    def _commit(self, query: Query) -> Query:
-        # TODO: adopt a commit of this query that reached the branch before a crash
-        # (found by its Query-Id trailer) instead of committing it again.
-        person = query.request["requested_by"]
-        author = Identity(person["name"], person["email"])
+    def _commit(self, query: Query, *, resuming: bool) -> Query:
         repository = self._repository(query.repo)
         # One commit at a time per repository in this process, so workers don't
         # spend their fast-forward attempts racing each other.
         with repository.lock:
-            tree = self.github.create_tree(query.repo, query.files)
-            parent = repository.head or self.github.get_branch_head(
-                query.repo, query.branch
-            )
-            for attempt in range(1, MAX_FAST_FORWARD_ATTEMPTS + 1):
-                commit = self.github.create_commit(
-                    query.repo,
-                    message=self._commit_message(query),
-                    tree=tree,
-                    parent=parent,
-                    author=author,
-                    committer=self.bot,
-                    date=_now_iso(),
+            if resuming:
+                # An earlier attempt may have moved the branch and stopped before
+                # recording it: adopt that commit rather than commit again.
+                landed = self.github.find_commit_with_line(
+                    query.repo, query.branch, f"Query-Id: {query.id}"
                 )
-                try:
-                    self.github.fast_forward(query.repo, query.branch, commit.sha)
-                except NotFastForwardError:
-                    repository.head = None
-                    logger.info("Branch moved, rebuilding commit", attempt=attempt)
-                    time.sleep(random.uniform(0, 0.05 * attempt))
-                    parent = self.github.get_branch_head(query.repo, query.branch)
-                    continue
+                if landed is not None:
+                    logger.warning(
+                        "Adopted unrecorded commit", query_id=query.id, sha=landed.sha
+                    )
+                    return self._record_commit(query, landed)
 
-                repository.head = commit.sha
+            commit = self._commit_on_branch(query, repository)
+            repository.head = commit.sha
+            return self._record_commit(query, commit)
+
+    def _record_commit(self, query: Query, commit: CreatedCommit) -> Query:
+        logger.info(
+            "Committed query", query_id=query.id, sha=commit.sha, repo=query.repo
+        )
+        return self.store.advance_query(
+            query.id, "committed", commit_sha=commit.sha, commit_url=commit.html_url
+        )
+
+    def _commit_on_branch(
+        self, query: Query, repository: _RepositoryState
+    ) -> CreatedCommit:
+        person = query.request["requested_by"]
+        author = Identity(person["name"], person["email"])
+        tree = self.github.create_tree(query.repo, query.files)
+        parent = repository.head or self.github.get_branch_head(
+            query.repo, query.branch
+        )
+        for attempt in range(1, MAX_FAST_FORWARD_ATTEMPTS + 1):
+            commit = self.github.create_commit(
+                query.repo,
+                message=self._commit_message(query),
+                tree=tree,
+                parent=parent,
+                author=author,
+                committer=self.bot,
+                date=_now_iso(),
+            )
+            try:
+                self.github.fast_forward(query.repo, query.branch, commit.sha)
+                return commit
+            except NotFastForwardError:
+                repository.head = None
+                head = self.github.get_branch_head(query.repo, query.branch)
+                # A retried update may have landed before another commit went on
+                # top of it; committing again would add a duplicate.
+                if head == commit.sha or self.github.is_on_branch(
+                    query.repo, commit.sha, query.branch
+                ):
+                    return commit
+                self.retries += 1
                 logger.info(
-                    "Committed query", query_id=query.id, sha=commit.sha, repo=query.repo
+                    "Branch moved, rebuilding commit", query_id=query.id, attempt=attempt
                 )
-                return self.store.advance_query(
-                    query.id, "committed", commit_sha=commit.sha, commit_url=commit.html_url
-                )
+                time.sleep(random.uniform(0, 0.02 * attempt))
+                parent = head
 
         raise GitHubUnavailableError(
             f"The branch {query.branch} kept moving: {MAX_FAST_FORWARD_ATTEMPTS} "
             "attempts to fast-forward it failed."
         )
 
-    def _tag(self, query: Query) -> Query:
+    def _tag(self, query: Query, *, resuming: bool) -> Query:
         assert query.commit_sha is not None  # noqa: S101 - set by the commit step
+        if resuming:
+            existing = self.github.get_ref(query.repo, f"tags/{query.id}")
+            if existing is not None:
+                return self._adopt_tag(query, existing[1])
+
         person = query.request["requested_by"]
         tag_sha = self.github.create_tag(
             query.repo,
@@ -380,21 +450,36 @@ class QueryService:
         try:
             self.github.create_ref(query.repo, f"refs/tags/{query.id}", tag_sha)
         except ReferenceExistsError:
-            existing = self.github.peel_tag(query.repo, query.id)
-            if existing != query.commit_sha:
-                reason = (
-                    f"Tag {query.id} already exists in {query.repo} and points at "
-                    f"{existing}, not at the query's commit {query.commit_sha}."
-                )
-                logger.warning(
-                    "Security: tag points elsewhere",
-                    query_id=query.id, tag=query.id, sha=existing, repo=query.repo,
-                )
-                self.store.fail_query(query.id, reason)
-                raise TagRefusedError(reason, {"id": query.id}) from None
+            existing = self.github.get_ref(query.repo, f"tags/{query.id}")
+            if existing is None:
+                raise GitHubUnavailableError(
+                    f"Tag {query.id} was reported to exist but could not be read."
+                ) from None
+            return self._adopt_tag(query, existing[1])
 
         logger.info("Tagged query", query_id=query.id, tag=query.id, repo=query.repo)
         return self.store.advance_query(query.id, "tagged", tag_sha=tag_sha)
+
+    def _adopt_tag(self, query: Query, ref_sha: str) -> Query:
+        """Accept an existing tag if it points at the query's commit, else fail."""
+        peeled = self.github.peel_tag(query.repo, query.id)
+        if peeled != query.commit_sha:
+            reason = (
+                f"Tag {query.id} already exists in {query.repo} and points at "
+                f"{peeled}, not at the query's commit {query.commit_sha}."
+            )
+            logger.warning(
+                "Security: tag points elsewhere",
+                query_id=query.id,
+                tag=query.id,
+                sha=peeled,
+                repo=query.repo,
+            )
+            self.store.fail_query(query.id, reason)
+            raise TagRefusedError(reason, {"id": query.id})
+
+        logger.info("Adopted existing tag", query_id=query.id, tag=query.id)
+        return self.store.advance_query(query.id, "tagged", tag_sha=ref_sha)
 
     # -- job requests ---------------------------------------------------------
 
@@ -503,6 +588,19 @@ class QueryService:
             trigger=trigger,
         )
         return JobRequestResult(row=row, created=True)
+
+    def reconcile(self) -> list[Query]:
+        """Resume every query whose commit or tag is not yet recorded."""
+        finished = []
+        for query in self.store.unfinished_queries():
+            try:
+                finished.append(self.advance(query, resuming=True))
+            except QueryError as exc:
+                logger.warning(
+                    "Could not resume query", query_id=query.id, error=exc.message
+                )
+
+        return finished
 
     def resubmit(self, query_id: str, *, trigger: str) -> JobRequestResult:
         """Create another job request for a query's tagged commit, confirmed again."""

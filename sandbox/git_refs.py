@@ -230,10 +230,39 @@ def compare(sandbox: GitHubSandbox, request: ApiRequest) -> Reply:
 
 
 _REPO = "/repos/{owner}/{repo}"
+def list_commits(sandbox: GitHubSandbox, request: ApiRequest) -> Reply:
+    """Serve ``GET /repos/{owner}/{repo}/commits``: history of ``sha``, newest first.
+
+    ``sha`` may be a commit id, branch or tag name (default: the default branch).
+    Pages hold ``per_page`` commits (default 30, at most 100), as on GitHub.
+    """
+    git = repository_of(sandbox, request)
+    repo = request.hosted()
+    start = request.http.args.get("sha") or sandbox.branch
+    head = _resolve_commit(git, start)
+    if head is None:
+        raise ApiError(404, f"No commit found for SHA: {start}")
+
+    try:
+        per_page = min(100, max(1, int(request.http.args.get("per_page", 30))))
+        page = max(1, int(request.http.args.get("page", 1)))
+    except ValueError:
+        raise ApiError(400, "Invalid 'per_page' or 'page' parameter.") from None
+
+    newest_first = list(reversed(git.list_commits(None, head)))
+    listed = newest_first[(page - 1) * per_page : page * per_page]
+    body = [
+        payloads.commit_summary(request.links, repo, git.read_commit(sha))
+        for sha in listed
+    ]
+    return Reply(200, body)
+
+
 ROUTES = [
     Route("GET", f"{_REPO}/git/ref/{{ref}}", "token", get_ref),
     Route("GET", f"{_REPO}/git/matching-refs/{{ref}}", "token", list_matching_refs),
     Route("POST", f"{_REPO}/git/refs", "token", create_ref),
     Route("PATCH", f"{_REPO}/git/refs/{{ref}}", "token", update_ref),
     Route("GET", f"{_REPO}/compare/{{basehead}}", "token", compare),
+    Route("GET", f"{_REPO}/commits", "token", list_commits),
 ]

@@ -5,6 +5,7 @@ Shapes follow GitHub's REST API; only the fields the app reads are filled in.
 
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class FakeGitHub:
     head: str = "a" * 40
     tokens_minted: int = 0
     calls: list[str] = field(default_factory=list)
+    messages: dict[str, str] = field(default_factory=dict)
+    branch: list[str] = field(default_factory=list)
     bodies: dict[str, list[Any]] = field(default_factory=dict)
     _numbers: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -66,13 +69,15 @@ def mock_github(mock: responses.RequestsMock, fake: FakeGitHub | None = None) ->
         return _json(201, {"sha": fake.next_sha("7"), "tree": [], "truncated": False})
 
     def create_commit(request: Any) -> Any:
-        fake.record("create_commit", request)
+        body = fake.record("create_commit", request)
         sha = fake.next_sha("c")
+        fake.messages[sha] = body["message"]
         return _json(201, {"sha": sha, "html_url": f"https://github.example/commit/{sha}"})
 
     def update_ref(request: Any) -> Any:
         body = fake.record("update_ref", request)
         fake.head = body["sha"]
+        fake.branch.insert(0, body["sha"])
         return _json(200, {"ref": "refs/heads/main", "object": {"type": "commit", "sha": body["sha"]}})
 
     def create_tag(request: Any) -> Any:
@@ -83,13 +88,31 @@ def mock_github(mock: responses.RequestsMock, fake: FakeGitHub | None = None) ->
         body = fake.record("create_ref", request)
         return _json(201, {"ref": body["ref"], "object": {"type": "tag", "sha": body["sha"]}})
 
+    def list_commits(request: Any) -> Any:
+        fake.record("list_commits", request)
+        listed = [
+            {"sha": sha, "commit": {"message": fake.messages[sha]}, "html_url": ""}
+            for sha in fake.branch
+        ]
+        return _json(200, listed)
+
     mock.add_callback("GET", f"{REPO_URL}/installation", callback=installation)
+    mock.add_callback(
+        "GET", re.compile(re.escape(f"{REPO_URL}/commits") + r"(\?.*)?$"),
+        callback=list_commits,
+    )
     mock.add_callback(
         "POST",
         f"{GITHUB_URL}/app/installations/{INSTALLATION_ID}/access_tokens",
         callback=access_token,
     )
     mock.add_callback("GET", f"{REPO_URL}/git/ref/heads/main", callback=get_head)
+    mock.add(
+        "GET",
+        re.compile(re.escape(f"{REPO_URL}/git/ref/tags/") + ".*"),
+        json={"message": "Not Found"},
+        status=404,
+    )
     mock.add_callback("POST", f"{REPO_URL}/git/trees", callback=create_tree)
     mock.add_callback("POST", f"{REPO_URL}/git/commits", callback=create_commit)
     mock.add_callback("PATCH", f"{REPO_URL}/git/refs/heads/main", callback=update_ref)
