@@ -526,7 +526,20 @@ class QueryService:
                 {"id": query.id, "sha": sha},
             )
 
+        if query.tag_sha is None:
+            # The tagging worker stopped before recording the tag it created.
+            self._record_found_tag(query)
         return sha
+
+    def _record_found_tag(self, query: Query) -> None:
+        try:
+            found = self.github.get_ref(query.repo, f"tags/{query.id}")
+        except (GitHubUnavailableError, GitHubResponseError) as exc:
+            logger.warning("Could not read tag", query_id=query.id, error=str(exc))
+            return
+
+        if found is not None:
+            self.store.advance_query(query.id, "tagged", tag_sha=found[1])
 
     def request_job(
         self, query: Query, *, trigger: str, delivery_id: str | None, first: bool

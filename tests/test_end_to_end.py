@@ -25,6 +25,9 @@ class Stack:
     github: GitHubSandbox
     job_server: JobServerSandbox
     app: RunningServer
+    #: The running app's settings, for building more app instances on the same
+    #: database and stand-ins.
+    settings: Settings
 
     def post_query(self, body: dict[str, Any]) -> requests.Response:
         return requests.post(
@@ -52,8 +55,18 @@ class Stack:
 
 
 @pytest.fixture
+def app_settings_changes(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings to change for the stack's app, set with indirect parametrize."""
+    changes: dict[str, Any] = getattr(request, "param", {})
+    return changes
+
+
+@pytest.fixture
 def stack(
-    settings: Settings, public_key_pem: bytes, tmp_path: Path
+    settings: Settings,
+    public_key_pem: bytes,
+    tmp_path: Path,
+    app_settings_changes: dict[str, Any],
 ) -> Iterator[Stack]:
     github = GitHubSandbox(
         root=tmp_path / "github",
@@ -70,10 +83,11 @@ def stack(
             settings,
             github_api_url=github_server.url,
             job_server_url=job_server_server.url,
+            **app_settings_changes,
         )
         with serve(create_app(app_settings)) as app_server:
             github.webhook_url = f"{app_server.url}/api/github/webhooks"
-            yield Stack(github=github, job_server=job_server, app=app_server)
+            yield Stack(github, job_server, app_server, app_settings)
             github.wait_for_deliveries()
 
 
