@@ -12,26 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from sandbox.__main__ import load_or_create_key
 from sandbox.github import GitHubSandbox
-from sandbox.jobserver import JobServerSandbox
-from sandbox.servers import serve
+from sandbox.stack import BRANCH, REPO, RunningStack, running_stack
 
-REPO = "example-org/interactive-queries"
-BRANCH = "main"
-APP_ID = "1"
 WORKERS = 2
 QUERY: dict[str, Any] = {
     "id": "01HV3Z8Q4J6Y9K2M5N7P0R1S2T",
@@ -44,28 +33,6 @@ QUERY: dict[str, Any] = {
         "inputs": {"codelist_1": "opensafely/asthma-diagnosis/2020-04-15"},
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"The app stopped during start-up; see {log}:\n{log.read_text()}")
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-
-    sys.exit(f"The app did not answer /healthz within 30 s; see {log}.")
 
 
 def heading(text: str) -> None:
@@ -135,77 +102,20 @@ def check(label: str, passed: bool) -> bool:
 
 def run(workdir: Path) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    key_path = workdir / "app-key.pem"
-    public_key = load_or_create_key(key_path)
-    webhook_secret = secrets.token_hex(16)
-    api_token = secrets.token_hex(16)
-    job_server_token = secrets.token_hex(16)
-
-    github = GitHubSandbox(
-        root=workdir / "github",
-        app_id=APP_ID,
-        public_key_pem=public_key,
-        repositories=[REPO],
-        webhook_secret=webhook_secret,
-        branch=BRANCH,
-    )
-    job_server = JobServerSandbox(token=job_server_token)
-    with serve(github.wsgi_app) as github_server, serve(
-        job_server.wsgi_app
-    ) as job_server_server:
-        app_url = f"http://127.0.0.1:{free_port()}"
-        github.webhook_url = f"{app_url}/api/github/webhooks"
-        environment = {
-            **os.environ,
-            "GITHUB_APP_ID": APP_ID,
-            "GITHUB_APP_PRIVATE_KEY_PATH": str(key_path),
-            "GITHUB_WEBHOOK_SECRET": webhook_secret,
-            "GITHUB_API_URL": github_server.url,
-            "QUERY_REPOSITORIES": REPO,
-            "QUERY_BRANCH": BRANCH,
-            "JOB_SERVER_URL": job_server_server.url,
-            "JOB_SERVER_TOKEN": job_server_token,
-            "API_TOKENS": api_token,
-            "DATABASE_URL": f"sqlite:///{(workdir / 'app.sqlite').resolve()}",
-            "LOG_FORMAT": "json",
-        }
-        log = workdir / "app.log"
+    with running_stack(workdir, workers=WORKERS) as stack:
         heading("Stand-ins and app")
-        print(f"GitHub stand-in:     {github_server.url} (bare repositories in {workdir / 'github'})")
-        print(f"Job Server stand-in: {job_server_server.url}")
-        print(f"App:                 {app_url} (gunicorn, {WORKERS} workers, log in {log})")
-        with log.open("wb") as log_file:
-            process = subprocess.Popen(
-                [
-                    sys.executable, "-m", "gunicorn",
-                    "--workers", str(WORKERS),
-                    "--bind", app_url.removeprefix("http://"),
-                    "--timeout", "30",
-                    "wsgi:app",
-                ],
-                env=environment,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                wait_until_up(app_url, process, log)
-                return post_and_check(app_url, api_token, github, job_server)
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+        print(f"GitHub stand-in: bare repositories in {workdir / 'github'}")
+        print(
+            f"App: {stack.app_url} (gunicorn, {WORKERS} workers, "
+            f"log in {stack.log_path})"
+        )
+        return post_and_check(stack)
 
 
-def post_and_check(
-    app_url: str, api_token: str, github: GitHubSandbox, job_server: JobServerSandbox
-) -> int:
+def post_and_check(stack: RunningStack) -> int:
+    github, job_server = stack.github, stack.job_server
     heading("Query")
-    response = requests.post(
-        f"{app_url}/api/v1/queries",
-        json=QUERY,
-        headers={"Authorization": f"Bearer {api_token}"},
-        timeout=60,
-    )
+    response = stack.post_query(QUERY)
     body = response.json()
     print(f"POST /api/v1/queries -> {response.status_code}")
     print(json.dumps(body, indent=4))
