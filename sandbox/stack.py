@@ -137,12 +137,16 @@ def running_stack(
             **(extra_environment or {}),
         }
         log_path = workdir / "app.log"
-        subprocess.run(
+        migrated = subprocess.run(
             [sys.executable, "-m", "github_app.cli", "db", "upgrade"],
             env=environment,
-            check=True,
             capture_output=True,
+            text=True,
         )
+        if migrated.returncode != 0:
+            raise RuntimeError(
+                f"github-app db upgrade failed:\n{migrated.stdout}{migrated.stderr}"
+            )
         command = [
             sys.executable, "-m", "gunicorn",
             "--workers", str(workers),
