@@ -7,13 +7,14 @@ asserts on the branch and tags, not only on HTTP status codes.
 import copy
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from github_app.app import create_app
 from github_app.queries import QueryService
-from sandbox.git import BareRepository
+from sandbox.git import ZERO_SHA, BareRepository, Signature
 from sandbox.github import GitHubSandbox
 from tests.conftest import REPO
 from tests.test_api import QUERY
@@ -108,6 +109,36 @@ class TestRaces:
         assert len(stack.github.calls) == calls_before or all(
             call.method == "GET" for call in stack.github.calls[calls_before:]
         )
+        assert_committed_once(stack.github, QUERY["id"])
+
+
+class TestExistingTags:
+    def test_tag_pointing_elsewhere_fails_query(self, stack: Stack) -> None:
+        git = stack.github.repository(REPO)
+        initial = git.read_ref("refs/heads/main")
+        assert initial is not None
+        someone = Signature("Someone", "someone@example.org", datetime.now(UTC))
+        other_tag = git.mktag(initial, "commit", QUERY["id"], "Not a query\n", someone)
+        assert git.update_ref(f"refs/tags/{QUERY['id']}", other_tag, ZERO_SHA)
+
+        response = stack.post_query(QUERY)
+
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "tag_refused"
+        assert stack.get_query(QUERY["id"])["state"] == "failed"
+        assert git.read_ref(f"refs/tags/{QUERY['id']}") == other_tag
+        assert stack.job_server.job_requests_for(QUERY["id"]) == []
+
+    @pytest.mark.parametrize(
+        "app_settings_changes", [{"github_retry_budget": 5}], indirect=True
+    )
+    def test_tag_created_by_lost_response_is_success(self, stack: Stack) -> None:
+        # The first call creates the ref; the retry finds it already exists.
+        stack.github.fail_call(POST_REF, 502, count=2, after_handling=True)
+
+        response = stack.post_query(QUERY)
+
+        assert response.status_code == 201
         assert_committed_once(stack.github, QUERY["id"])
 
 
@@ -224,8 +255,12 @@ class TestTransientFaults:
         )
 
         response = stack.post_query(QUERY)
-        # The timed-out call is recorded when the sandbox finishes it.
-        stack.wait_for_job_requests(QUERY["id"])
+        # The sandbox records the timed-out call only when its hook returns.
+        deadline = time.monotonic() + 5
+        while stack.github.call_counts()[POST_COMMIT] < 2:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
 
         assert response.status_code == 201
         assert stack.github.call_counts()[POST_COMMIT] == 2
