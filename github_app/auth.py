@@ -19,7 +19,7 @@ JWT_ISSUED_AT_BACKDATE = 60
 #: headroom for clock drift between this host and GitHub.
 JWT_LIFETIME = 540
 JWT_ALGORITHM = "RS256"
-#: Renew an installation token this many seconds before GitHub says it expires.
+#: Renew an installation token this many seconds before the expiry time GitHub gave for it.
 TOKEN_RENEWAL_MARGIN = 300
 
 
@@ -37,7 +37,7 @@ def create_jwt(*, app_id: str, private_key: str, now: float | None = None) -> st
 
 @dataclass(frozen=True)
 class InstallationToken:
-    """An installation access token and the time GitHub says it expires."""
+    """An installation access token and its expiry time as GitHub gave it."""
 
     token: str
     expires_at: float
