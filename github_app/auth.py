@@ -19,7 +19,7 @@ JWT_ISSUED_AT_BACKDATE = 60
 #: headroom for clock drift between this host and GitHub.
 JWT_LIFETIME = 540
 JWT_ALGORITHM = "RS256"
-#: Renew an installation token this many seconds before the expiry time GitHub gave for it.
+#: Seconds before an installation token's stated expiry at which it is renewed.
 TOKEN_RENEWAL_MARGIN = 300
 
 
