@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from github_app import templates
+from github_app.codelists import DEFAULT_OPENCODELISTS_URL
 from github_app.config import ConfigError
 
 
@@ -44,31 +45,31 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    try:
-        inputs = json.loads(Path(args.inputs).read_text())
-    except (OSError, ValueError) as exc:
-        print(f"Cannot read inputs from {args.inputs}: {exc}", file=sys.stderr)
-        return 2
+    from github_app.codelists import OpenCodelistsClient, OpenCodelistsError
+    from github_app.templates import preview
 
+    client = OpenCodelistsClient(base_url=args.opencodelists_url)
     try:
-        errors = templates.validate_inputs(args.template, inputs)
-    except templates.TemplateNotFoundError as exc:
+        result = preview.write_preview(
+            args.template,
+            preview.read_inputs(Path(args.inputs)),
+            out=Path(args.out),
+            query_id=args.query_id,
+            client=client,
+            templates_dir=args.templates_dir,
+        )
+    except (preview.PreviewError, templates.TemplateNotFoundError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except OpenCodelistsError as exc:
+        print(f"Downloading codelists failed: {exc}", file=sys.stderr)
+        return 4
 
-    for error in errors:
+    for error in result.errors:
         print(f"{error.field}: {error.message}", file=sys.stderr)
-    if errors:
-        return 1
-
-    files = templates.render(args.template, query_id=args.query_id, inputs=inputs)
-    out = Path(args.out)
-    for path, content in files.items():
-        target = out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
-        print(target)
-    return 0
+    for path in result.written:
+        print(path)
+    return 1 if result.errors else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,12 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.set_defaults(run=_reconcile)
 
     render = commands.add_parser(
-        "render", help="write the files a template renders for the given inputs"
+        "render",
+        help="write the files a template renders for the given inputs",
+        epilog="Exit status: 0 written, 1 invalid inputs, 2 unreadable inputs, "
+        "unknown template or folder not empty, 4 OpenCodelists failed.",
     )
-    render.add_argument("template", choices=templates.list_templates())
-    render.add_argument("--inputs", required=True, help="JSON file of inputs")
-    render.add_argument("--out", required=True, help="folder to write the files to")
+    render.add_argument("template", help="template name, such as event_counts")
+    render.add_argument("--inputs", required=True, help="JSON file of the inputs")
+    render.add_argument(
+        "--out", required=True, help="new or empty folder to write the files to"
+    )
     render.add_argument("--query-id", default="preview", help="query id to render")
+    render.add_argument(
+        "--templates-dir",
+        type=Path,
+        help="folder of template packages searched before the bundled ones",
+    )
+    render.add_argument(
+        "--opencodelists-url",
+        default=DEFAULT_OPENCODELISTS_URL,
+        help=f"OpenCodelists base URL (default: {DEFAULT_OPENCODELISTS_URL})",
+    )
     render.set_defaults(run=_render)
     return parser
 

@@ -17,6 +17,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from github_app.codelists import DEFAULT_OPENCODELISTS_URL
+
 # The name part may hold dots, but "." and ".." are path segments, not names.
 REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9-]+/(?!\.\.?$)[A-Za-z0-9._-]+$")
 BRANCH_COMPONENT = re.compile(r"^(?![.-])[A-Za-z0-9._-]+(?<![.])(?<!\.lock)$")
@@ -50,6 +52,11 @@ class Settings:
     http_timeout: int = 5
     #: Seconds spent retrying one GitHub call that fails transiently.
     github_retry_budget: float = 8.0
+    #: OpenCodelists' base URL, where the codelists a query names are
+    #: downloaded from.
+    opencodelists_url: str = DEFAULT_OPENCODELISTS_URL
+    #: A folder of template packages, searched before the bundled ones.
+    templates_dir: Path | None = None
     #: Seconds a worker may hold a query while committing and tagging it; a query
     #: whose worker stopped can be resumed by another after this time.
     query_lease_seconds: float = 120.0
@@ -158,6 +165,31 @@ def _read_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) ->
     return value
 
 
+def _read_templates_dir(env: Mapping[str, str]) -> Path | None:
+    from github_app.templates import TemplateError, list_templates, load_template
+
+    value = env.get("TEMPLATES_DIR", "").strip()
+    if not value:
+        return None
+
+    folder = Path(value)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"TEMPLATES_DIR is {value!r}, which is not a folder: give the folder "
+            "that holds template packages, or unset it."
+        )
+
+    # Load each template now so that a broken one stops start-up, not a query.
+    for name in list_templates(folder):
+        if (folder / name).is_dir():
+            try:
+                load_template(folder / name)
+            except TemplateError as exc:
+                raise ConfigError(f"TEMPLATES_DIR has a broken template: {exc}") from None
+
+    return folder
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate settings from ``env`` (by default the process environment).
 
@@ -200,6 +232,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_tokens=api_tokens,
         github_api_url=github_api_url,
         query_branch=branch,
+        opencodelists_url=_check_url(
+            "OPENCODELISTS_URL",
+            env.get("OPENCODELISTS_URL", "").strip() or DEFAULT_OPENCODELISTS_URL,
+        ),
+        templates_dir=_read_templates_dir(env),
         database_url=env.get("DATABASE_URL", "").strip() or None,
         log_format=_read_choice(env, "LOG_FORMAT", ("json", "console")),
     )

@@ -22,6 +22,13 @@ import structlog
 from jsonschema import Draft202012Validator
 
 from github_app import templates
+from github_app.codelists import (
+    CodelistNotDownloadableError,
+    CodelistNotFoundError,
+    OpenCodelistsClient,
+    OpenCodelistsResponseError,
+    OpenCodelistsUnavailableError,
+)
 from github_app.config import Settings
 from github_app.github import (
     CreatedCommit,
@@ -160,11 +167,15 @@ class QueryService:
         store: Store,
         github: GitHubClient,
         job_server: JobServerClient,
+        codelists: OpenCodelistsClient | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.github = github
         self.job_server = job_server
+        self.codelists = codelists or OpenCodelistsClient(
+            base_url=settings.opencodelists_url, timeout=settings.http_timeout
+        )
         self.bot = Identity(settings.committer_name, settings.committer_email)
         self._repositories: dict[str, _RepositoryState] = {}
         self._lock = threading.Lock()
@@ -197,7 +208,11 @@ class QueryService:
         body = {**body, "repo": self._choose_repository(body.get("repo"))}
         template = body["analysis"]["template"]
         try:
-            errors = templates.validate_inputs(template, body["analysis"]["inputs"])
+            errors = templates.validate_inputs(
+                template,
+                body["analysis"]["inputs"],
+                templates_dir=self.settings.templates_dir,
+            )
         except templates.TemplateNotFoundError as exc:
             raise QueryValidationError(
                 "The query request is invalid.",
@@ -210,6 +225,51 @@ class QueryService:
             )
 
         return body
+
+    def _render_files(self, request: dict[str, Any]) -> dict[str, str]:
+        """Download the codelists a valid request names and render its files.
+
+        Raises:
+            QueryValidationError: a codelist is unknown, cannot be downloaded, or
+                does not suit the template.
+            ServiceUnavailableError: OpenCodelists failed; nothing was stored.
+            UpstreamRejectedError: OpenCodelists sent something unexpected.
+        """
+        template = templates.find_template(
+            request["analysis"]["template"], self.settings.templates_dir
+        )
+        inputs = request["analysis"]["inputs"]
+        named = {inputs[key]: key for key in template.codelist_inputs if key in inputs}
+        try:
+            codelists = self.codelists.download_all(list(named))
+            return templates.render(
+                template.name,
+                query_id=request["id"],
+                inputs=inputs,
+                codelists=codelists,
+                templates_dir=self.settings.templates_dir,
+            )
+        except (CodelistNotFoundError, CodelistNotDownloadableError) as exc:
+            field = f"analysis.inputs.{named[exc.codelist_id]}"
+            raise QueryValidationError(
+                "The query request is invalid.", [{"field": field, "message": str(exc)}]
+            ) from None
+        except templates.InvalidInputsError as exc:
+            raise QueryValidationError(
+                "The query request is invalid.",
+                [{"field": e.field, "message": e.message} for e in exc.errors],
+            ) from None
+        except OpenCodelistsUnavailableError as exc:
+            raise ServiceUnavailableError(
+                f"OpenCodelists is unavailable: {exc} Nothing was stored; send the "
+                "same request again later.",
+                {"codelist": exc.codelist_id},
+            ) from exc
+        except OpenCodelistsResponseError as exc:
+            raise UpstreamRejectedError(
+                f"OpenCodelists sent an unexpected answer: {exc}",
+                {"codelist": exc.codelist_id},
+            ) from exc
 
     def _choose_repository(self, repo: str | None) -> str:
         configured = self.settings.query_repositories
@@ -248,11 +308,7 @@ class QueryService:
         query = self.store.get_query(request["id"])
         created = False
         if query is None:
-            files = templates.render(
-                request["analysis"]["template"],
-                query_id=request["id"],
-                inputs=request["analysis"]["inputs"],
-            )
+            files = self._render_files(request)
             try:
                 query = self.store.create_query(
                     id=request["id"],
@@ -351,11 +407,14 @@ class QueryService:
     def _commit_message(self, query: Query) -> str:
         person = query.request["requested_by"]
         template = query.request["analysis"]["template"]
+        config = json.loads(query.files.get(templates.CONFIG_FILE, "{}"))
+        version = config.get("template_version", "unknown")
         return (
             f"Add interactive query {query.id}\n\n"
             f"Analysis code rendered from the {template} template.\n\n"
             f"Query-Id: {query.id}\n"
             f"Requested-By: {person['name']} <{person['email']}>\n"
+            f"Template: {template}@{version}\n"
         )
 
     def _commit(self, query: Query, *, resuming: bool) -> Query:

@@ -1,6 +1,6 @@
-"""Run the GitHub and Job Server stand-ins until interrupted.
+"""Run the GitHub, Job Server and OpenCodelists stand-ins until interrupted.
 
-``python -m sandbox`` starts both on 127.0.0.1 and prints the environment
+``python -m sandbox`` starts them on 127.0.0.1 and prints the environment
 variables that point the app at them. Without ``--root`` the repositories
 live in a temporary directory that is removed on exit.
 """
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.github import GitHubSandbox
 from sandbox.jobserver import JobServerSandbox
+from sandbox.opencodelists import OpenCodelistsSandbox
 from sandbox.servers import serve
 
 
@@ -28,7 +29,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
-        description="Run local stand-ins for GitHub and Job Server on 127.0.0.1.",
+        description="Run local stand-ins for GitHub, Job Server and OpenCodelists "
+        "on 127.0.0.1.",
     )
     parser.add_argument(
         "--root",
@@ -58,6 +60,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--job-server-port", type=int, default=0, help="port (default: a free one)"
+    )
+    parser.add_argument(
+        "--opencodelists-port", type=int, default=0, help="port (default: a free one)"
     )
     return parser.parse_args(argv)
 
@@ -109,8 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         job_server_server = stack.enter_context(
             serve(job_server.wsgi_app, port=args.job_server_port)
         )
+        opencodelists_server = stack.enter_context(
+            serve(OpenCodelistsSandbox().wsgi_app, port=args.opencodelists_port)
+        )
         print(f"GitHub stand-in:     {github_server.url}")
         print(f"Job Server stand-in: {job_server_server.url}")
+        print(f"OpenCodelists stand-in: {opencodelists_server.url}")
         print("Environment for the app:")
         print(f"GITHUB_API_URL={github_server.url}")
         print(f"GITHUB_APP_ID={args.app_id}")
@@ -119,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"QUERY_REPOSITORIES={','.join(repositories)}")
         print(f"JOB_SERVER_URL={job_server_server.url}")
         print(f"JOB_SERVER_TOKEN={job_server_token}")
+        print(f"OPENCODELISTS_URL={opencodelists_server.url}")
         print("Press Ctrl-C to stop.", flush=True)
         try:
             threading.Event().wait()

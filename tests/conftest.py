@@ -1,8 +1,11 @@
 """Shared fixtures: a per-run RSA key, settings, and the app with mocked HTTP."""
 
+import ipaddress
+import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses
@@ -13,6 +16,8 @@ from flask.testing import FlaskClient
 
 from github_app.app import create_app
 from github_app.config import Settings
+from sandbox.opencodelists import OpenCodelistsSandbox
+from sandbox.servers import serve
 
 # Loopback addresses with nothing listening: a request that escapes the mocks
 # fails at once instead of reaching another host.
@@ -44,8 +49,50 @@ def public_key_pem(private_key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
+@pytest.fixture(scope="session")
+def opencodelists_url() -> Iterator[str]:
+    """Serve the OpenCodelists stand-in's catalogue on 127.0.0.1 for the session.
+
+    Tests that inject faults start their own stand-in instead of changing this one.
+    """
+    with serve(OpenCodelistsSandbox().wsgi_app) as server:
+        yield server.url
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any connection or name lookup for a host off this machine fail.
+
+    Tests talk only to servers they start on 127.0.0.1 and to mocks, but the
+    app's defaults name public hosts (api.github.com, www.opencodelists.org).
+    """
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def check(host: Any) -> None:
+        try:
+            loopback = ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise OSError(f"Tests may only connect to loopback addresses, not {host!r}.")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            check(address[0])
+        real_connect(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None:
+            check(host.decode() if isinstance(host, bytes) else host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
 @pytest.fixture
-def settings(private_key_pem: str, tmp_path: Path) -> Settings:
+def settings(opencodelists_url: str, private_key_pem: str, tmp_path: Path) -> Settings:
     return Settings(
         github_app_id="12345",
         github_private_key=private_key_pem,
@@ -58,6 +105,7 @@ def settings(private_key_pem: str, tmp_path: Path) -> Settings:
         database_url=f"sqlite:///{tmp_path / 'app.sqlite'}",
         log_format="console",
         github_retry_budget=0.5,
+        opencodelists_url=opencodelists_url,
     )
 
 
@@ -72,8 +120,9 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
+def mocked(opencodelists_url: str) -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(opencodelists_url)
         yield mock
 
 

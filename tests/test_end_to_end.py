@@ -1,5 +1,7 @@
 """One query through the app and the sandbox, checked in the git repository itself."""
 
+import hashlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -119,7 +121,15 @@ def test_commit_author_trailers_and_tree(stack: Stack) -> None:
     assert f"\n\nQuery-Id: {QUERY['id']}\n" in commit.message
     assert "Requested-By: Jane Doe <jane@example.org>" in commit.message
     assert len(commit.parents) == 1
-    assert paths == {"project.yaml", "analysis/measures.py", "config.json"}
+    assert paths == {
+        "project.yaml",
+        "analysis/measures.py",
+        "analysis/report.py",
+        "config.json",
+        "codelists/codelists.txt",
+        "codelists/codelists.json",
+        "codelists/opensafely-asthma-diagnosis.csv",
+    }
 
 
 def test_tag_is_annotated_by_bot(stack: Stack) -> None:
@@ -219,3 +229,44 @@ def test_resubmit_creates_new_job_request(stack: Stack) -> None:
     assert response.status_code == 201
     assert len(response.json()["job_requests"]) == 2
     assert len(stack.job_server.job_requests_for(QUERY["id"])) == 2
+
+
+def read_committed_files(stack: Stack) -> dict[str, bytes]:
+    git = stack.github.repository(REPO)
+    tree = git.read_commit(git.read_ref("refs/heads/main")).tree
+    return {
+        entry.path: git.read_blob(entry.sha)
+        for entry in git.read_tree_recursive(tree)
+    }
+
+
+def test_committed_codelists_match_opensafely_layout(
+    stack: Stack, settings: Settings
+) -> None:
+    stack.post_query(QUERY)
+    stack.wait_for_job_requests(QUERY["id"])
+
+    files = read_committed_files(stack)
+    codelist_id = QUERY["analysis"]["inputs"]["codelist_1"]
+    manifest = json.loads(files["codelists/codelists.json"])
+    entry = manifest["files"]["opensafely-asthma-diagnosis.csv"]
+    csv = files["codelists/opensafely-asthma-diagnosis.csv"]
+    assert files["codelists/codelists.txt"] == f"{codelist_id}\n".encode()
+    assert list(manifest["files"]) == ["opensafely-asthma-diagnosis.csv"]
+    assert entry["id"] == codelist_id
+    assert entry["url"] == f"{settings.opencodelists_url}/codelist/{codelist_id}/"
+    assert entry["downloaded_at"].endswith("+00:00Z")
+    assert entry["sha"] == hashlib.sha1(b"\n".join(csv.splitlines())).hexdigest()
+    assert csv.startswith(b"CTV3ID,CTV3PreferredTermDesc\r\n")
+
+
+def test_commit_records_template_version(stack: Stack) -> None:
+    stack.post_query(QUERY)
+    stack.wait_for_job_requests(QUERY["id"])
+
+    git = stack.github.repository(REPO)
+    commit = git.read_commit(git.read_ref("refs/heads/main"))
+    config = json.loads(read_committed_files(stack)["config.json"])
+    assert "\nTemplate: event_counts@1.0.0\n" in commit.message
+    assert config["template"] == "event_counts"
+    assert config["template_version"] == "1.0.0"
