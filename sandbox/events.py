@@ -68,6 +68,7 @@ def ref_change_events(
         ref=ref,
         before=before,
         after=after,
+        forced=_is_forced(git, before, after),
         base_ref=base_ref,
         commits=commits,
         head_commit=head_commit,
@@ -86,6 +87,21 @@ def ref_change_events(
         installation_id=installation_id,
     )
     return [("push", push), ("create", create)]
+
+
+def _is_forced(git: BareRepository, before: str, after: str) -> bool:
+    """Return whether a ref moved to a commit that does not descend from its old one.
+
+    Creating or deleting a ref is not a forced update.
+    """
+    if ZERO_SHA in (before, after):
+        return False
+
+    old, new = git.peel(before), git.peel(after)
+    if old is None or new is None:
+        return True
+
+    return not git.is_ancestor(old, new)
 
 
 def installation(installation_id: int) -> dict[str, Any]:
@@ -134,6 +150,7 @@ def push_payload(
     ref: str,
     before: str,
     after: str,
+    forced: bool = False,
     base_ref: str | None,
     commits: list[dict[str, Any]],
     head_commit: dict[str, Any] | None,
@@ -157,7 +174,7 @@ def push_payload(
         "installation": installation(installation_id),
         "created": before == ZERO_SHA,
         "deleted": after == ZERO_SHA,
-        "forced": False,
+        "forced": forced,
         "base_ref": base_ref,
         "compare": compare,
         "commits": commits,

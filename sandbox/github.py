@@ -303,16 +303,24 @@ class GitHubSandbox:
         self.webhooks.delays[event or ""] = seconds
 
     def send_delivery(
-        self, event: str, payload: dict[str, Any], *, secret: str | None = None
+        self,
+        event: str,
+        payload: dict[str, Any],
+        *,
+        secret: str | None = None,
+        body: bytes | None = None,
     ) -> Delivery:
         """Send a custom delivery now and return it once the receiver responded.
 
         ``secret`` signs it with another secret, to test signature checks.
+        ``body`` sends those exact bytes in place of ``payload`` as JSON.
 
         Raises:
             RuntimeError: ``webhook_url`` is not set.
         """
-        delivery = self.webhooks.send(event, payload, wait=True, secret=secret)
+        delivery = self.webhooks.send(
+            event, payload, wait=True, secret=secret, body=body
+        )
         if delivery is None:
             raise RuntimeError("Set webhook_url before sending a delivery.")
 
@@ -373,6 +381,26 @@ class GitHubSandbox:
         sender = account(self._links(), "sandbox-user", 2_000_001, "User")
         self.announce_ref_change(repo, ref, head, commit, sender=sender)
         return commit
+
+    def push_ref(self, full_name: str, ref: str, sha: str) -> str:
+        """Set ``ref`` to ``sha`` as ``git push --force`` by a user would.
+
+        ``sha`` may be any object id (a commit, or a tag object for an
+        annotated tag), or ``ZERO_SHA`` to delete the ref. Unlike the REST
+        API, this rewrites history when asked to. The ``push`` webhook, and a
+        ``create`` for a new ref, are sent as for any ref change. Returns the
+        ref's old value (``ZERO_SHA`` if it did not exist).
+        """
+        repo = self._hosted(full_name)
+        git = self.repository(full_name)
+        while True:
+            before = git.read_ref(ref) or ZERO_SHA
+            if git.update_ref(ref, sha, before):
+                break
+
+        sender = account(self._links(), "sandbox-user", 2_000_001, "User")
+        self.announce_ref_change(repo, ref, before, sha, sender=sender)
+        return before
 
     def announce_ref_change(
         self,

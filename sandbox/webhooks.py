@@ -16,6 +16,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -24,6 +25,9 @@ from sandbox.payloads import isoformat
 
 #: GitHub fails a delivery whose receiver has not responded within 10 seconds.
 DELIVERY_TIMEOUT = 10.0
+#: GitHub keeps an App's delivery log for 3 days.
+# https://docs.github.com/en/webhooks/testing-and-troubleshooting-webhooks/redelivering-webhooks
+RETENTION = datetime.timedelta(days=3)
 
 
 @dataclasses.dataclass
@@ -112,21 +116,70 @@ class WebhookSender:
         self.timeout = timeout
         #: Seconds to wait before sending, by event name ("" for every event).
         self.delays: dict[str, float] = {}
+        #: URL for one event name instead of ``url``, e.g. to reach another worker.
+        self.event_urls: dict[str, str] = {}
         self._deliveries: dict[int, Delivery] = {}
         self._ids = itertools.count(1)
         self._in_flight = 0
         self._idle = threading.Condition()
+        self._held: list[Delivery] | None = None
 
     @property
     def deliveries(self) -> list[Delivery]:
-        """Return the finished deliveries, oldest first."""
+        """Return the finished deliveries of the last 3 days, oldest first."""
+        cutoff = datetime.datetime.now(datetime.UTC) - RETENTION
         with self._idle:
-            return sorted(self._deliveries.values(), key=lambda item: item.id)
+            kept = [d for d in self._deliveries.values() if d.delivered_at >= cutoff]
+            return sorted(kept, key=lambda item: item.id)
+
+    def hold(self) -> None:
+        """Keep new background deliveries back until ``release()``.
+
+        Held deliveries count as in flight, so ``wait_idle`` waits for them.
+        """
+        with self._idle:
+            if self._held is None:
+                self._held = []
+
+    def release(self, select: Callable[[Delivery], bool] | None = None) -> int:
+        """Send the held deliveries, all at the same moment; return how many.
+
+        Each delivery has its own thread, and the threads wait for one another
+        at a barrier before posting, so two workers receive them together.
+        With ``select``, only the deliveries it accepts are sent and the rest
+        stay held.
+        """
+        with self._idle:
+            pending = self._held or []
+            to_send = [d for d in pending if select is None or select(d)]
+            still_held = [d for d in pending if d not in to_send]
+            self._held = still_held if select is not None else None
+
+        if not to_send:
+            return 0
+
+        barrier = threading.Barrier(len(to_send))
+        for delivery in to_send:
+            self._spawn(delivery, barrier)
+
+        return len(to_send)
+
+    def age(self, delta: datetime.timedelta) -> None:
+        """Move every finished delivery ``delta`` into the past."""
+        with self._idle:
+            for delivery in self._deliveries.values():
+                delivery.delivered_at -= delta
 
     def get(self, delivery_id: int) -> Delivery | None:
-        """Return a finished delivery by its numeric id."""
+        """Return a finished delivery of the last 3 days by its numeric id."""
+        cutoff = datetime.datetime.now(datetime.UTC) - RETENTION
         with self._idle:
-            return self._deliveries.get(delivery_id)
+            delivery = self._deliveries.get(delivery_id)
+
+        if delivery is None or delivery.delivered_at < cutoff:
+            return None
+
+        return delivery
 
     def send(
         self,
@@ -135,15 +188,18 @@ class WebhookSender:
         *,
         wait: bool = False,
         secret: str | None = None,
+        body: bytes | None = None,
     ) -> Delivery | None:
         """Send ``payload`` as a new delivery with a fresh GUID.
 
         Without ``wait`` the send happens on a new thread and this returns
         None at once. With ``wait`` it returns the finished delivery.
         ``secret`` overrides the signing secret, to send a wrongly signed
-        delivery. Nothing is sent while ``url`` is None.
+        delivery. ``body`` sends those exact bytes instead of ``payload``
+        encoded by ``json.dumps``. Nothing is sent while ``url`` is None.
         """
-        body = json.dumps(payload).encode()
+        if body is None:
+            body = json.dumps(payload).encode()
         guid = str(uuid.uuid4())
         return self._start(
             event, body, guid, redelivery=False, wait=wait, secret=secret
@@ -187,7 +243,7 @@ class WebhookSender:
         wait: bool,
         secret: str | None = None,
     ) -> Delivery | None:
-        url = self.url
+        url = self.event_urls.get(event, self.url)
         if url is None:
             return None
 
@@ -224,16 +280,32 @@ class WebhookSender:
             self._deliver(delivery)
             return delivery
 
+        with self._idle:
+            if self._held is not None:
+                self._held.append(delivery)
+                return None
+
+        self._spawn(delivery)
+        return None
+
+    def _spawn(
+        self, delivery: Delivery, barrier: threading.Barrier | None = None
+    ) -> None:
         thread = threading.Thread(
-            target=self._deliver, args=(delivery,), name=f"webhook-{delivery.id}"
+            target=self._deliver,
+            args=(delivery, barrier),
+            name=f"webhook-{delivery.id}",
         )
         thread.daemon = True
         thread.start()
-        return None
 
-    def _deliver(self, delivery: Delivery) -> None:
+    def _deliver(
+        self, delivery: Delivery, barrier: threading.Barrier | None = None
+    ) -> None:
         try:
             time.sleep(self.delays.get(delivery.event, self.delays.get("", 0.0)))
+            if barrier is not None:
+                barrier.wait()
             delivery.delivered_at = datetime.datetime.now(datetime.UTC)
             started = time.monotonic()
             self._post(delivery)
