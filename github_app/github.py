@@ -430,7 +430,17 @@ class GitHubClient:
     def is_on_branch(self, repo: str, sha: str, branch: str) -> bool:
         """Return whether commit ``sha`` is reachable from the branch head.
 
+        The comparison is ``branch...sha`` (base ``branch``, head ``sha``), so
+        ``identical`` and ``behind`` (``sha`` is an ancestor of the head) mean
+        reachable. ``ahead`` and ``diverged`` mean ``sha`` has commits the branch
+        lacks, and a 404 means the two share no history: neither is reachable.
         https://docs.github.com/en/rest/commits/commits#compare-two-commits
         """
-        data = self._request(repo, "GET", f"/compare/{sha}...{branch}")
-        return data.get("status") in ("ahead", "identical")
+        try:
+            data = self._request(repo, "GET", f"/compare/{branch}...{sha}")
+        except GitHubResponseError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+        return data.get("status") in ("identical", "behind")

@@ -574,21 +574,38 @@ def test_peel_tag_pointing_at_tree_raises(
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [("ahead", True), ("identical", True), ("diverged", False), ("behind", False)],
+    [("behind", True), ("identical", True), ("diverged", False), ("ahead", False)],
 )
 def test_is_on_branch_by_compare_status(
     github: GitHubClient, mock: responses.RequestsMock, status: str, expected: bool
 ) -> None:
+    """The branch is the base and the commit the head: ``behind`` is reachable."""
     authenticated(mock)
     mock.add(
         "GET",
-        f"{REPO_URL}/compare/{COMMIT_SHA}...main",
-        json={"status": status, "ahead_by": 1, "behind_by": 0},
+        f"{REPO_URL}/compare/main...{COMMIT_SHA}",
+        json={"status": status, "ahead_by": 0, "behind_by": 1},
     )
 
     on_branch = github.is_on_branch(REPO, COMMIT_SHA, "main")
 
     assert on_branch is expected
+
+
+def test_is_on_branch_no_common_ancestor(
+    github: GitHubClient, mock: responses.RequestsMock
+) -> None:
+    authenticated(mock)
+    mock.add(
+        "GET",
+        f"{REPO_URL}/compare/main...{COMMIT_SHA}",
+        status=404,
+        json={"message": "No common ancestor between main and the commit."},
+    )
+
+    on_branch = github.is_on_branch(REPO, COMMIT_SHA, "main")
+
+    assert on_branch is False
 
 
 def test_get_branch_head_missing_branch_raises(
