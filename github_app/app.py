@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from github_app import api, webhooks
+from github_app import api, schema, webhooks
 from github_app.config import Settings, load_settings
 from github_app.github import GitHubClient
 from github_app.jobs import JobServerClient
@@ -22,6 +22,7 @@ def create_app(
 
     Raises:
         ConfigError: a required setting is missing or malformed.
+        SchemaOutOfDateError: the database needs ``github-app db upgrade``.
     """
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -31,12 +32,8 @@ def create_app(
     # Importing the handlers registers them with the webhook router.
     import handlers  # noqa: F401
 
-    database_url = settings.database_url
-    if database_url is None:
-        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-        database_url = f"sqlite:///{Path(app.instance_path) / 'github_app.sqlite'}"
-    store = Store(database_url)
-    store.create_schema()
+    store = Store(settings.database_url or default_database_url(app.instance_path))
+    schema.check_current(store.engine)
     app.config["STORE"] = store
     app.extensions["query_service"] = QueryService(
         settings=settings,
@@ -59,6 +56,17 @@ def create_app(
     _register_health(app, store)
     _register_errors(app)
     return app
+
+
+def default_database_url(instance_path: str | None = None) -> str:
+    """Return the URL of the SQLite file used when ``DATABASE_URL`` is unset.
+
+    The file is ``github_app.sqlite`` in Flask's instance folder, which is
+    created if missing.
+    """
+    folder = Path(instance_path or Flask(__name__).instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'github_app.sqlite'}"
 
 
 def _register_health(app: Flask, store: Store) -> None:

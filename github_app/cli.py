@@ -4,6 +4,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from github_app import templates
 from github_app.codelists import DEFAULT_OPENCODELISTS_URL
@@ -72,6 +73,46 @@ def _render(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from github_app import schema
+    from github_app.app import default_database_url
+    from github_app.config import load_database_url
+    from github_app.store import Store
+
+    store = Store(load_database_url() or default_database_url())
+    before = schema.current_revision(store.engine)
+    schema.upgrade(store.engine, args.revision)
+    after = schema.current_revision(store.engine)
+    store.engine.dispose()
+    print(f"Database schema upgraded from {before or 'nothing'} to {after}.")
+    return 0
+
+
+def _db_revision(args: argparse.Namespace) -> int:
+    from github_app import schema
+
+    path = schema.create_revision(args.message)
+    print(f"Wrote {path}: review it, then add it with the model change.")
+    return 0
+
+
+def _add_db_commands(commands: Any) -> None:
+    db = commands.add_parser("db", help="manage the database schema")
+    actions = db.add_subparsers(dest="db_command", required=True)
+    upgrade = actions.add_parser(
+        "upgrade", help="apply the schema migrations to the DATABASE_URL database"
+    )
+    upgrade.add_argument(
+        "revision", nargs="?", default="head", help="target revision (default: head)"
+    )
+    upgrade.set_defaults(run=_db_upgrade)
+    revision = actions.add_parser(
+        "revision", help="write a migration for the models' changes (developers)"
+    )
+    revision.add_argument("--message", "-m", required=True, help="what it changes")
+    revision.set_defaults(run=_db_revision)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="github-app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"OpenCodelists base URL (default: {DEFAULT_OPENCODELISTS_URL})",
     )
     render.set_defaults(run=_render)
+    _add_db_commands(commands)
     return parser
 
 

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from github_app.codelists import DEFAULT_OPENCODELISTS_URL
 
@@ -23,6 +25,13 @@ from github_app.codelists import DEFAULT_OPENCODELISTS_URL
 REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9-]+/(?!\.\.?$)[A-Za-z0-9._-]+$")
 BRANCH_COMPONENT = re.compile(r"^(?![.-])[A-Za-z0-9._-]+(?<![.])(?<!\.lock)$")
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+#: Database backends and the drivers accepted for each. A URL that names no
+#: driver gets psycopg 3 for PostgreSQL and the standard library for SQLite.
+SUPPORTED_DATABASES = {
+    "sqlite": ("pysqlite",),
+    "postgresql": ("psycopg",),
+    "postgres": ("psycopg",),
+}
 
 
 class ConfigError(Exception):
@@ -190,6 +199,40 @@ def _read_templates_dir(env: Mapping[str, str]) -> Path | None:
     return folder
 
 
+def load_database_url(env: Mapping[str, str] | None = None) -> str | None:
+    """Read ``DATABASE_URL``; None means the default SQLite file.
+
+    Only ``sqlite`` and ``postgresql`` URLs are accepted. Messages show the URL
+    with its password hidden.
+
+    Raises:
+        ConfigError: the URL cannot be parsed or names another database.
+    """
+    env = os.environ if env is None else env
+    value = env.get("DATABASE_URL", "").strip()
+    if not value:
+        return None
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL: use one such as "
+            "postgresql://user@host:5432/name or sqlite:////path/to/file.sqlite."
+        ) from None
+
+    backend, _, driver = url.drivername.partition("+")
+    accepted = SUPPORTED_DATABASES.get(backend)
+    if accepted is None or (driver and driver not in accepted):
+        shown = url.render_as_string(hide_password=True)
+        raise ConfigError(
+            f"DATABASE_URL must be a postgresql:// (psycopg 3) or sqlite:// URL, "
+            f"got {shown!r}."
+        )
+
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate settings from ``env`` (by default the process environment).
 
@@ -237,6 +280,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env.get("OPENCODELISTS_URL", "").strip() or DEFAULT_OPENCODELISTS_URL,
         ),
         templates_dir=_read_templates_dir(env),
-        database_url=env.get("DATABASE_URL", "").strip() or None,
+        database_url=load_database_url(env),
         log_format=_read_choice(env, "LOG_FORMAT", ("json", "console")),
     )

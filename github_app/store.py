@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -138,25 +138,43 @@ def _enable_sqlite_concurrency(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def engine_url(url: str) -> URL:
+    """Parse a database URL, choosing psycopg 3 for PostgreSQL.
+
+    ``postgres://`` and ``postgresql://`` (which SQLAlchemy maps to psycopg2)
+    become ``postgresql+psycopg://``; other URLs are returned as parsed.
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+
+    return parsed
+
+
 class Store:
-    """Read and write the app's records through SQLAlchemy."""
+    """Read and write the app's records through SQLAlchemy.
+
+    The schema comes from the migrations in ``github_app/migrations``, applied by
+    ``github_app.schema.upgrade`` (``github-app db upgrade``), never from here.
+    """
 
     def __init__(self, url: str) -> None:
-        connect_args: dict[str, Any] = {}
-        if url.startswith("sqlite"):
+        parsed = engine_url(url)
+        options: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
             # Several gunicorn workers share the file: wait for locks, don't fail.
-            connect_args = {"timeout": 30, "check_same_thread": False}
+            options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            # A server may close idle connections (restarts, failovers, proxies).
+            options["pool_pre_ping"] = True
         self.engine = create_engine(
-            url,
-            connect_args=connect_args,
+            parsed,
             json_serializer=lambda value: json.dumps(value, sort_keys=True),
+            **options,
         )
-        if url.startswith("sqlite"):
+        if parsed.get_backend_name() == "sqlite":
             _enable_sqlite_concurrency(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -18,6 +18,7 @@ from github_app.app import create_app
 from github_app.config import Settings
 from sandbox.opencodelists import OpenCodelistsSandbox
 from sandbox.servers import serve
+from tests import databases
 
 # Loopback addresses with nothing listening: a request that escapes the mocks
 # fails at once instead of reaching another host.
@@ -26,6 +27,7 @@ JOB_SERVER_URL = "http://127.0.0.1:9/job-server"
 REPO = "example-org/interactive-queries"
 API_TOKEN = "test-api-token"
 WEBHOOK_SECRET = "test-webhook-secret"
+_POSTGRES_LEFT_OUT = pytest.StashKey[int]()
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +49,49 @@ def public_key_pem(private_key: rsa.RSAPrivateKey) -> bytes:
     return private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return databases.make_sqlite_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[databases.PostgresServer | None]:
+    url = databases.postgres_url()
+    if url is None:
+        yield None
+        return
+
+    server = databases.PostgresServer(url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh migrated SQLite database."""
+    return databases.copy_sqlite(sqlite_template, tmp_path)
+
+
+@pytest.fixture
+def postgres_url(
+    postgres_server: databases.PostgresServer | None,
+) -> Iterator[str]:
+    """A fresh migrated PostgreSQL database; skips without TEST_POSTGRES_URL."""
+    if postgres_server is None:
+        pytest.skip(databases.SKIP_REASON)
+
+    with postgres_server.database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh migrated database of each kind, so tests run on both."""
+    fixture = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}[request.param]
+    url: str = request.getfixturevalue(fixture)
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +137,9 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def settings(opencodelists_url: str, private_key_pem: str, tmp_path: Path) -> Settings:
+def settings(
+    opencodelists_url: str, private_key_pem: str, database_url: str
+) -> Settings:
     return Settings(
         github_app_id="12345",
         github_private_key=private_key_pem,
@@ -102,7 +149,7 @@ def settings(opencodelists_url: str, private_key_pem: str, tmp_path: Path) -> Se
         job_server_token="test-job-server-token",
         api_tokens=(API_TOKEN,),
         github_api_url=GITHUB_URL,
-        database_url=f"sqlite:///{tmp_path / 'app.sqlite'}",
+        database_url=database_url,
         log_format="console",
         github_retry_budget=0.5,
         opencodelists_url=opencodelists_url,
@@ -128,3 +175,36 @@ def mocked(opencodelists_url: str) -> Iterator[responses.RequestsMock]:
 
 def with_settings(settings: Settings, **changes: object) -> Settings:
     return replace(settings, **changes)
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Leave out the PostgreSQL runs when no server is configured."""
+    if databases.postgres_url() is not None:
+        return
+
+    kept, left_out = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec else {}
+        uses_postgres = "postgres_url" in getattr(item, "fixturenames", ())
+        if params.get("database_url") == "postgresql" or uses_postgres:
+            left_out.append(item)
+        else:
+            kept.append(item)
+
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+        config.stash[_POSTGRES_LEFT_OUT] = len(left_out)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    left_out = config.stash.get(_POSTGRES_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"Skipped {left_out} PostgreSQL tests: {databases.SKIP_REASON}."
+        )
