@@ -2,10 +2,10 @@
 
 The schema is created and changed only by the migrations in
 ``github_app/migrations/versions``, applied with ``github-app db upgrade``. The
-app does not migrate on start: it checks that the database is at the latest
-revision and refuses to start otherwise, so instances never run against a schema
-they were not written for, and a deployment runs the upgrade once, before it
-starts the new instances.
+app does not migrate when it starts. It checks that the database is at the
+latest revision and stops with an error otherwise, so an instance never runs
+against a schema it was not written for. A deployment runs the upgrade once,
+before it starts the new instances.
 """
 
 import tempfile
