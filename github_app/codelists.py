@@ -202,7 +202,8 @@ class OpenCodelistsClient:
         # The owner's listing is the API that names a codelist's coding system:
         # https://github.com/opensafely-core/opencodelists/blob/main/codelists/api.py
         listing_url = f"{self.base_url}/api/v1/codelist/{reference.owner_path}/"
-        params = {"include-users": ""} if reference.owner_path.startswith("user/") else {}
+        is_user = reference.owner_path.startswith("user/")
+        params = {"include-users": ""} if is_user else {}
         response = self._get(reference, listing_url, params=params)
         try:
             listing = response.json()["codelists"]

@@ -146,7 +146,10 @@ CATALOGUE: tuple[Codelist, ...] = (
                 rows=(
                     ("code", "term"),
                     ("39113611000001102", "Salbutamol 100micrograms/dose inhaler"),
-                    ("3314111000001108", "Salbutamol 100micrograms/dose breath actuated inhaler"),
+                    (
+                        "3314111000001108",
+                        "Salbutamol 100micrograms/dose breath actuated inhaler",
+                    ),
                 ),
             ),
             CodelistVersion(
@@ -199,7 +202,9 @@ _DOWNLOAD = re.compile(
     r"^/codelist/(?P<owner>user/[^/]+|[^/]+)/(?P<slug>[^/]+)/(?P<version>[^/]+)"
     r"/download\.csv$"
 )
-_DRAFT = re.compile(r"^/codelist/(?P<owner>user/[^/]+|[^/]+)/(?P<slug>[^/]+)/.+/draft/$")
+_DRAFT = re.compile(
+    r"^/codelist/(?P<owner>user/[^/]+|[^/]+)/(?P<slug>[^/]+)/.+/draft/$"
+)
 _LISTING = re.compile(r"^/api/v1/codelist/(?P<owner>user/[^/]+|[^/]+)/$")
 
 
