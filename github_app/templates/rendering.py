@@ -112,7 +112,7 @@ def _message(error: ValidationError) -> str:
         hint = f" ({description})" if description else ""
         return f"{shown} is invalid: it {rule}{hint}."
 
-    return error.message
+    return str(error.message)
 
 
 def validate_inputs(
