@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from github_app import api, schema, webhooks
+from github_app import api, openapi, schema, telemetry, webhooks
 from github_app.config import Settings, load_settings
 from github_app.github import GitHubClient
 from github_app.jobs import JobServerClient
@@ -28,7 +28,16 @@ def create_app(
     app = Flask(__name__)
     app.config.update(config or {})
     app.config["SETTINGS"] = settings
-    configure_logging(settings.log_format)
+    configure_logging(
+        settings.log_format,
+        settings.log_level,
+        secrets=[
+            settings.github_private_key,
+            settings.job_server_token,
+            *settings.webhook_secrets,
+            *settings.api_tokens,
+        ],
+    )
     # Importing the handlers registers them with the webhook router.
     import handlers  # noqa: F401
 
@@ -51,9 +60,16 @@ def create_app(
             timeout=settings.http_timeout,
         ),
     )
+    telemetry.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(webhooks.bp)
     _register_health(app, store)
+    app.add_url_rule(
+        "/api/v1/openapi.json",
+        "openapi",
+        lambda: jsonify(openapi.document()),
+        methods=["GET"],
+    )
     _register_errors(app)
     return app
 

@@ -25,6 +25,8 @@ from github_app.codelists import DEFAULT_OPENCODELISTS_URL
 REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9-]+/(?!\.\.?$)[A-Za-z0-9._-]+$")
 BRANCH_COMPONENT = re.compile(r"^(?![.-])[A-Za-z0-9._-]+(?<![.])(?<!\.lock)$")
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("info", "debug", "warning", "error")
 #: Database backends and the drivers accepted for each. A URL that names no
 #: driver gets psycopg 3 for PostgreSQL and the standard library for SQLite.
 SUPPORTED_DATABASES = {
@@ -54,6 +56,7 @@ class Settings:
     #: Hidden from ``repr`` because the URL may hold a database password.
     database_url: str | None = field(default=None, repr=False)
     log_format: str = "json"
+    log_level: str = "info"
     committer_name: str = "interactive-query-app[bot]"
     committer_email: str = "interactive-query-app[bot]@users.noreply.github.com"
     #: Seconds allowed for each outbound HTTP call, inside GitHub's 10-second
@@ -281,5 +284,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         templates_dir=_read_templates_dir(env),
         database_url=load_database_url(env),
-        log_format=_read_choice(env, "LOG_FORMAT", ("json", "console")),
+        log_format=_read_choice(env, "LOG_FORMAT", LOG_FORMATS),
+        log_level=_read_choice(env, "LOG_LEVEL", LOG_LEVELS),
     )

@@ -28,6 +28,7 @@ import structlog
 from github import Auth, GithubException, GithubIntegration
 
 from github_app.auth import InstallationToken, TokenCache, create_jwt, parse_expires_at
+from github_app.metrics import endpoint_label, observe_github_call, observe_rate_limit
 
 logger = structlog.get_logger(__name__)
 
@@ -164,7 +165,10 @@ class GitHubClient:
 
     def _mint_token(self, installation_id: int) -> InstallationToken:
         authorization = self._with_retries(
-            lambda: self._integration.get_access_token(installation_id)
+            lambda: self._integration.get_access_token(installation_id),
+            endpoint=endpoint_label(
+                "POST", f"/app/installations/{installation_id}/access_tokens"
+            ),
         )
         logger.info("Minted installation token", installation_id=installation_id)
         return InstallationToken(
@@ -186,7 +190,8 @@ class GitHubClient:
         owner, name = repo.split("/", 1)
         try:
             installation = self._with_retries(
-                lambda: self._integration.get_repo_installation(owner, name)
+                lambda: self._integration.get_repo_installation(owner, name),
+                endpoint=endpoint_label("GET", f"/repos/{repo}/installation"),
             )
         except GitHubResponseError as exc:
             if exc.status == 404:
@@ -224,13 +229,16 @@ class GitHubClient:
 
     # -- the request helper ---------------------------------------------------
 
-    def _with_retries(self, call: Callable[[], T]) -> T:
+    def _with_retries(self, call: Callable[[], T], *, endpoint: str) -> T:
         deadline = self._clock() + self._retry_budget
         attempt = 0
         while True:
             try:
-                return call()
+                result = call()
+                observe_github_call(endpoint, "2xx")
+                return result
             except GithubException as exc:
+                observe_github_call(endpoint, exc.status)
                 wait = _rate_limit_wait(exc, self._clock())
                 if wait is None and exc.status not in TRANSIENT_STATUSES:
                     raise GitHubResponseError(
@@ -240,6 +248,7 @@ class GitHubClient:
                     ) from exc
                 reason = f"GitHub answered {exc.status}: {_github_message(exc)}"
             except requests.RequestException as exc:
+                observe_github_call(endpoint, "unreachable")
                 wait = None
                 reason = f"GitHub could not be reached: {type(exc).__name__}"
 
@@ -266,9 +275,11 @@ class GitHubClient:
             token = self._tokens.get(installation_id)
             client = self._client_for(token)
             try:
-                _, data = self._with_retries(
-                    lambda: client.requester.requestJsonAndCheck(verb, url, input=body)
+                headers, data = self._with_retries(
+                    lambda: client.requester.requestJsonAndCheck(verb, url, input=body),
+                    endpoint=endpoint_label(verb, url),
                 )
+                observe_rate_limit(str(installation_id), headers)
                 return data
             except GitHubResponseError as exc:
                 # A token can be revoked before its stated expiry: renew it once.

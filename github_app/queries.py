@@ -45,6 +45,7 @@ from github_app.jobs import (
     JobServerResponseError,
     JobServerUnavailableError,
 )
+from github_app.metrics import JOB_REQUESTS_CREATED
 from github_app.store import FAILED, JobRequest, Query, QueryExistsError, Store
 
 logger = structlog.get_logger(__name__)
@@ -652,6 +653,7 @@ class QueryService:
             row.id, job_server_id=str(created.id), url=created.url
         )
         self.store.advance_query(query.id, "job_requested", revive=True)
+        JOB_REQUESTS_CREATED.labels(trigger=trigger).inc()
         logger.info(
             "Created job request",
             query_id=query.id,

@@ -31,6 +31,8 @@ from sandbox.servers import serve
 REPO = "example-org/interactive-queries"
 BRANCH = "main"
 APP_ID = "1"
+#: The production gunicorn settings, which the stack runs the app with.
+GUNICORN_CONFIG = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
 #: Seconds to wait for gunicorn to answer /healthz.
 START_TIMEOUT = 30
 
@@ -149,11 +151,10 @@ def running_stack(
             )
         command = [
             sys.executable, "-m", "gunicorn",
+            "--config", str(GUNICORN_CONFIG),
             "--workers", str(workers),
-            "--worker-class", "gthread",
             "--threads", str(threads),
             "--bind", app_url.removeprefix("http://"),
-            "--timeout", "60",
             # Several stacks may run at once; they must not share a control socket.
             "--no-control-socket",
             "wsgi:app",
