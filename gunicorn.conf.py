@@ -68,5 +68,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def on_exit(server: Any) -> None:
     """Remove the metrics folder if this file made it."""
+    # NOTE: a reload (SIGHUP) reads this file again and finds the variable set,
+    # so after a reload the temporary folder is left behind at exit.
     if _made_metrics_folder:
         shutil.rmtree(_metrics_folder, ignore_errors=True)

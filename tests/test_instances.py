@@ -57,12 +57,14 @@ class Balancer:
 
     The ``push`` and ``create`` deliveries of one tag are held until both have
     arrived, then sent at the same moment to different instances (which one gets
-    the ``push`` alternates by tag). Other deliveries go round robin.
+    the ``push`` alternates by tag). Other deliveries go round robin, and a
+    redelivery goes to the instance that did not handle the original.
     """
 
     instances: list[str]
     routed: list[tuple[str, str, str]] = field(default_factory=list)
     _barriers: dict[str, threading.Barrier] = field(default_factory=dict)
+    _targets: dict[str, str] = field(default_factory=dict)
     _turn: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -76,10 +78,16 @@ class Balancer:
             self._turn += 1
             return self.instances[self._turn % len(self.instances)]
 
-    def choose(self, event: str, payload: dict[str, Any]) -> str:
+    def choose(self, guid: str, event: str, payload: dict[str, Any]) -> str:
+        with self._lock:
+            first = self._targets.get(guid)
+        if first is not None:
+            # A redelivery goes to the instance that did not handle the original.
+            return next(url for url in self.instances if url != first)
+
         tag = tag_of(event, payload)
         if tag is None:
-            return self._round_robin()
+            return self._remember(guid, self._round_robin())
 
         barrier, index = self._barrier(tag)
         barrier.wait(timeout=10)
@@ -87,13 +95,19 @@ class Balancer:
         target = self.instances[first]
         with self._lock:
             self.routed.append((tag, event, target))
+        return self._remember(guid, target)
+
+    def _remember(self, guid: str, target: str) -> str:
+        with self._lock:
+            self._targets[guid] = target
         return target
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         body = request.get_data()
         event = request.headers.get("X-GitHub-Event", "")
-        target = self.choose(event, json.loads(body))
+        guid = request.headers.get("X-GitHub-Delivery", "")
+        target = self.choose(guid, event, json.loads(body))
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS}
         answer = requests.post(
             f"{target}{request.path}", data=body, headers=headers, timeout=10
@@ -184,3 +198,27 @@ def test_same_query_sent_to_both_instances_commits_once(
     assert commit.parents == [head_before]
     assert {answer.json()["sha"] for answer in answers} == {head}
     assert len(stack.job_server.job_requests_for(QUERY["id"])) == 1
+
+
+def test_redelivery_to_other_instance_reruns_query(
+    stack: Stack,  # noqa: F811
+    second_instance: RunningServer,
+) -> None:
+    balancer = Balancer([stack.app.url, second_instance.url])
+
+    with serve(balancer.wsgi_app) as balancer_server:
+        stack.github.webhook_url = f"{balancer_server.url}/api/github/webhooks"
+        post_query(stack.app.url, QUERY)
+        stack.wait_for_job_requests(QUERY["id"])
+        succeeded = next(d for d in stack.github.deliveries if d.status_code == 201)
+        stack.github.redeliver(succeeded.id)
+        jobs = stack.wait_for_job_requests(QUERY["id"], count=2)
+        stack.github.wait_for_deliveries(timeout=30)
+
+    redelivered = [d for d in stack.github.deliveries if d.redelivery]
+    assert [d.status_code for d in redelivered] == [201]
+    assert [job.idempotency_key for job in jobs] == [
+        f"{QUERY['id']}/1",
+        f"{QUERY['id']}/2",
+    ]
+    assert jobs[0].body["sha"] == jobs[1].body["sha"]
