@@ -37,11 +37,18 @@ def _reconcile(args: argparse.Namespace) -> int:
         service = app.extensions["query_service"]
         unfinished = service.store.unfinished_queries()
         results = service.reconcile()
+        requested = service.request_missing_jobs()
 
     for query in results:
         print(f"{query.id}: {query.state} {query.commit_sha or ''}".rstrip())
+    for result in requested:
+        if result.created:
+            print(f"{result.row.query_id}: job request {result.row.job_server_id}")
     stuck = len(unfinished) - sum(q.state in ("tagged", "job_requested") for q in results)
-    print(f"Resumed {len(unfinished)} unfinished queries; {stuck} still unfinished.")
+    print(
+        f"Resumed {len(unfinished)} unfinished queries; {stuck} still unfinished. "
+        f"Created {sum(r.created for r in requested)} missing job requests."
+    )
     return 1 if stuck else 0
 
 
@@ -113,6 +120,115 @@ def _add_db_commands(commands: Any) -> None:
     revision.set_defaults(run=_db_revision)
 
 
+def _since(text: str) -> Any:
+    from github_app import deliveries
+
+    try:
+        return deliveries.parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _deliveries_list(args: argparse.Namespace) -> int:
+    from github_app import deliveries
+    from github_app.app import create_app
+    from github_app.github import GitHubError
+
+    since = deliveries.now() - args.since
+    app = create_app()
+    service = app.extensions["query_service"]
+    try:
+        attempts = deliveries.list_attempts(service.github, since=since)
+    except GitHubError as exc:
+        print(f"Listing deliveries failed: {exc}", file=sys.stderr)
+        return 1
+
+    stored = service.store.deliveries_by_guid(sorted({a.guid for a in attempts}))
+    rows = []
+    for attempt in attempts:
+        handled = stored[attempt.guid][-1] if stored[attempt.guid] else None
+        rows.append(
+            {
+                "delivered_at": attempt.delivered_at.isoformat(),
+                "attempt_id": attempt.id,
+                "guid": attempt.guid,
+                "event": attempt.event,
+                "status_code": attempt.status_code,
+                "redelivery": attempt.redelivery,
+                "outcome": handled.outcome if handled else None,
+                "query_id": handled.query_id if handled else None,
+            }
+        )
+
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+
+    for row in rows:
+        print(
+            f"{row['delivered_at']} {row['guid']} {row['event']:<6} "
+            f"{row['status_code']} {row['outcome'] or '-'} {row['query_id'] or ''}"
+            .rstrip()
+        )
+    print(f"{len(rows)} delivery attempts since {since.isoformat()}.")
+    return 0
+
+
+def _deliveries_redeliver_failed(args: argparse.Namespace) -> int:
+    from github_app import deliveries
+    from github_app.app import create_app
+    from github_app.github import GitHubError
+
+    since = deliveries.now() - args.since
+    app = create_app()
+    github = app.extensions["query_service"].github
+    done = 0
+    try:
+        attempts = deliveries.list_attempts(github, since=since)
+        failed = deliveries.choose_failed(attempts)
+        for attempt in failed:
+            label = f"{attempt.event} delivery {attempt.guid} ({attempt.status_code})"
+            if args.dry_run:
+                print(f"Would redeliver {label}")
+                continue
+            deliveries.redeliver(github, attempt)
+            done += 1
+            print(f"Redelivered {label}")
+    except GitHubError as exc:
+        print(f"Redelivering failed: {exc}", file=sys.stderr)
+        return 1
+
+    print(
+        f"{done} of {len(failed)} failed deliveries redelivered, from "
+        f"{len(attempts)} attempts since {since.isoformat()}."
+    )
+    return 0
+
+
+def _add_delivery_commands(commands: Any) -> None:
+    group = commands.add_parser(
+        "deliveries", help="read or repeat the App's webhook deliveries on GitHub"
+    )
+    actions = group.add_subparsers(dest="deliveries_command", required=True)
+    listing = actions.add_parser("list", help="list delivery attempts and outcomes")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=_deliveries_list)
+    redeliver = actions.add_parser(
+        "redeliver-failed", help="redeliver each delivery whose last attempt failed"
+    )
+    redeliver.add_argument(
+        "--dry-run", action="store_true", help="list what would be redelivered"
+    )
+    redeliver.set_defaults(run=_deliveries_redeliver_failed)
+    for action in (listing, redeliver):
+        action.add_argument(
+            "--since",
+            type=_since,
+            default="24h",
+            help="how far back to look, such as 90m, 24h or 3d (default: 24h)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="github-app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.set_defaults(run=_render)
     _add_db_commands(commands)
+    _add_delivery_commands(commands)
     return parser
 
 

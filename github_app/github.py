@@ -28,6 +28,7 @@ import structlog
 from github import Auth, GithubException, GithubIntegration
 
 from github_app.auth import InstallationToken, TokenCache, create_jwt, parse_expires_at
+from github_app.deadlines import time_left
 from github_app.metrics import endpoint_label, observe_github_call, observe_rate_limit
 
 logger = structlog.get_logger(__name__)
@@ -227,12 +228,36 @@ class GitHubClient:
 
         return client
 
+    def request_as_app(
+        self, verb: str, path: str, parameters: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], Any]:
+        """Call an App endpoint such as ``/app/hook/deliveries`` with the App's JWT.
+
+        Returns the response headers and the decoded JSON body.
+
+        Raises:
+            GitHubUnavailableError, GitHubResponseError: as for every call.
+        """
+        requester = self._integration.requester
+        headers, data = self._with_retries(
+            lambda: requester.requestJsonAndCheck(verb, path, parameters=parameters),
+            endpoint=endpoint_label(verb, path),
+        )
+        observe_rate_limit("app", headers)
+        return dict(headers), data
+
     # -- the request helper ---------------------------------------------------
 
     def _with_retries(self, call: Callable[[], T], *, endpoint: str) -> T:
         deadline = self._clock() + self._retry_budget
         attempt = 0
         while True:
+            if time_left() == 0:
+                raise GitHubUnavailableError(
+                    "The time budget for answering GitHub's webhook delivery ran "
+                    f"out after {attempt} attempts."
+                )
+
             try:
                 result = call()
                 observe_github_call(endpoint, "2xx")
@@ -257,7 +282,8 @@ class GitHubClient:
                 delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
                 wait = delay * random.uniform(0.5, 1.0)
 
-            if self._clock() + wait >= deadline:
+            left = time_left()
+            if self._clock() + wait >= deadline or (left is not None and wait >= left):
                 raise GitHubUnavailableError(
                     f"{reason}; gave up after {attempt} attempts."
                 )

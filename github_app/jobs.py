@@ -15,6 +15,8 @@ from typing import Any
 import requests
 import structlog
 
+from github_app.deadlines import limit_timeout
+
 logger = structlog.get_logger(__name__)
 
 JOB_REQUESTS_PATH = "/api/v2/interactive/job-requests/"
@@ -89,9 +91,16 @@ class JobServerClient:
             "Authorization": f"Bearer {self._token}",
             "Idempotency-Key": idempotency_key,
         }
+        timeout = limit_timeout(self._timeout)
+        if timeout <= 0:
+            raise JobServerUnavailableError(
+                "The time budget for answering GitHub's webhook delivery ran out "
+                "before Job Server could be called."
+            )
+
         try:
             response = self._session.post(
-                self._url, json=spec.as_json(), headers=headers, timeout=self._timeout
+                self._url, json=spec.as_json(), headers=headers, timeout=timeout
             )
         except requests.RequestException as exc:
             raise JobServerUnavailableError(

@@ -676,6 +676,32 @@ class QueryService:
 
         return finished
 
+    def request_missing_jobs(self) -> list[JobRequestResult]:
+        """Create the job request of every tagged query that has none; return them.
+
+        Tag events do not always arrive: GitHub sends none for tags when one push
+        creates more than three, and a delivery can fail for good. Each query is
+        confirmed on the branch first, and the job request is the query's first,
+        so a tag event arriving later does not add a second.
+        """
+        results = []
+        for query in self.store.queries_in_state("tagged"):
+            try:
+                self.confirm_tag(query)
+                result = self.request_job(
+                    query, trigger="reconcile", delivery_id=None, first=True
+                )
+            except QueryError as exc:
+                logger.warning(
+                    "Could not request job", query_id=query.id, error=exc.message
+                )
+                continue
+
+            if result.created:
+                results.append(result)
+
+        return results
+
     def resubmit(self, query_id: str, *, trigger: str) -> JobRequestResult:
         """Create another job request for a query's tagged commit, confirmed again."""
         query = self.store.get_query(query_id)

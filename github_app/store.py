@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     or_,
@@ -110,6 +111,15 @@ class Delivery(Base):
     message: Mapped[str] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeliveryClaim(Base):
+    """A delivery being handled now; the GUID key lets one attempt at a time in."""
+
+    __tablename__ = "delivery_claims"
+
+    guid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class QueryExistsError(Exception):
@@ -224,6 +234,12 @@ class Store:
                 Query.repo == repo, Query.commit_sha.in_(shas)
             )
             return list(session.scalars(statement))
+
+    def queries_in_state(self, state: str) -> list[Query]:
+        """Return the queries in ``state``, oldest first."""
+        with self.session() as session:
+            statement = select(Query).where(Query.state == state)
+            return list(session.scalars(statement.order_by(Query.created_at)))
 
     def unfinished_queries(self) -> list[Query]:
         with self.session() as session:
@@ -407,3 +423,49 @@ class Store:
             if guid is not None:
                 statement = statement.where(Delivery.guid == guid)
             return list(session.scalars(statement))
+
+    def deliveries_by_guid(self, guids: list[str]) -> dict[str, list[Delivery]]:
+        """Return the stored attempts of each of ``guids``, oldest first."""
+        found: dict[str, list[Delivery]] = {guid: [] for guid in guids}
+        if not guids:
+            return found
+
+        with self.session() as session:
+            statement = (
+                select(Delivery).where(Delivery.guid.in_(guids)).order_by(Delivery.id)
+            )
+            for delivery in session.scalars(statement):
+                found[delivery.guid].append(delivery)
+
+        return found
+
+    def claim_delivery(self, guid: str, *, stale_after: timedelta) -> bool:
+        """Mark delivery ``guid`` as being handled; return False if it already is.
+
+        The GUID is the claim's primary key, so of two attempts of one delivery
+        handled at once (on any worker) only one gets the claim. A claim older
+        than ``stale_after`` belongs to a worker that stopped and is taken over.
+        """
+        now = utcnow()
+        try:
+            with self.session() as session:
+                session.add(DeliveryClaim(guid=guid, claimed_at=now))
+            return True
+        except IntegrityError:
+            pass
+
+        statement = (
+            update(DeliveryClaim)
+            .where(
+                DeliveryClaim.guid == guid, DeliveryClaim.claimed_at < now - stale_after
+            )
+            .values(claimed_at=now)
+        )
+        with self.session() as session:
+            result = session.execute(statement)
+            return bool(getattr(result, "rowcount", 0) == 1)
+
+    def release_delivery(self, guid: str) -> None:
+        """Remove the claim on delivery ``guid`` once its handling has finished."""
+        with self.session() as session:
+            session.execute(delete(DeliveryClaim).where(DeliveryClaim.guid == guid))

@@ -3,7 +3,7 @@
 import structlog
 
 from github_app.webhooks import Delivery, Outcome, current_service, router
-from handlers.tags import handle_tag
+from handlers.tags import confirm_or_reject, handle_tag, request_first_job
 
 logger = structlog.get_logger(__name__)
 
@@ -21,6 +21,7 @@ def on_push(delivery: Delivery) -> Outcome:
     if repo not in service.settings.query_repositories:
         return Outcome(202, "ignored", f"Repository {repo} is not a query repository.")
 
+    # A deleted ref has `after` of zeros: no API call is made with that SHA.
     if payload.get("deleted") or payload.get("after") == ZERO_SHA:
         return Outcome(202, "ignored", f"{ref} was deleted; nothing to run.")
 
@@ -39,8 +40,11 @@ def _on_branch_push(delivery: Delivery, repo: str) -> Outcome:
     if payload.get("forced"):
         logger.warning(
             "Security: branch was force-pushed",
+            repo=repo,
+            branch=service.settings.query_branch,
             sha=payload.get("after"),
             before=payload.get("before"),
+            pusher=(payload.get("pusher") or {}).get("name"),
         )
 
     shas = [c.get("id") for c in payload.get("commits") or [] if isinstance(c, dict)]
@@ -48,15 +52,19 @@ def _on_branch_push(delivery: Delivery, repo: str) -> Outcome:
     # A tag that arrived before its commit reached the branch is acted on now.
     started = []
     for query in service.store.queries_with_commits(repo, shas):
-        if query.state == "tagged":
-            service.confirm_tag(query)
-            result = service.request_job(
-                query, trigger="branch_push", delivery_id=delivery.guid, first=True
-            )
-            if result.created:
-                started.append(query.id)
+        if query.state != "tagged":
+            continue
+
+        if confirm_or_reject(delivery, query) is not None:
+            continue
+
+        result = request_first_job(delivery, query, trigger="branch_push")
+        if result.created:
+            started.append(query.id)
 
     message = f"Noted {len(shas)} commit(s) on the branch."
+    if payload.get("forced"):
+        message += " The branch was force-pushed."
     if started:
         message += f" Created job requests for {', '.join(started)}."
     return Outcome(200, "noted", message, {"job_requests_for": started})

@@ -2,6 +2,10 @@
 
 import io
 import json
+import re
+import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import handlers  # noqa: F401 - importing registers the handlers with the router
+from github_app.app import create_app
+from github_app.config import Settings
 from github_app.webhooks import ALWAYS_DELIVERED, router, sign
 from tests.conftest import REPO, WEBHOOK_SECRET
 
@@ -170,6 +176,157 @@ def test_webhook_bad_signature_not_stored(client: FlaskClient) -> None:
 
     assert response.status_code == 401
     assert stored(client) == []
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "sha1=" + "0" * 40, "sha256=", "sha256=not-hex"]
+)
+def test_webhook_signature_missing_or_malformed(
+    client: FlaskClient, header: str | None
+) -> None:
+    headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": GUID}
+    if header is not None:
+        headers["X-Hub-Signature-256"] = header
+
+    response = client.post(
+        WEBHOOKS_PATH, data=b"{}", headers=headers, content_type="application/json"
+    )
+
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "bad_signature"
+    assert stored(client) == []
+
+
+def test_webhook_signature_covers_received_bytes(client: FlaskClient) -> None:
+    """Non-ASCII text and escapes verify as sent; the same JSON re-encoded does not."""
+    received = (
+        '{"zen":"Caf\\u00e9 na\u00efve \\u003cb\\u003e \\/ \\"quoted\\"",'
+        '"hook_id":1,"sender":{"login":"zo\u00eb"}}'
+    ).encode()
+    reencoded = json.dumps(json.loads(received)).encode()
+    headers = {
+        "X-GitHub-Event": "ping",
+        "X-Hub-Signature-256": sign(received, WEBHOOK_SECRET),
+    }
+
+    accepted = client.post(
+        WEBHOOKS_PATH,
+        data=received,
+        headers={**headers, "X-GitHub-Delivery": "guid-as-received"},
+        content_type="application/json",
+    )
+    rejected = client.post(
+        WEBHOOKS_PATH,
+        data=reencoded,
+        headers={**headers, "X-GitHub-Delivery": "guid-reencoded"},
+        content_type="application/json",
+    )
+
+    assert reencoded != received
+    assert accepted.status_code == 200
+    assert rejected.status_code == 401
+    assert [delivery.guid for delivery in stored(client)] == ["guid-as-received"]
+
+
+@pytest.mark.parametrize(
+    ("event", "guid"),
+    [("push", "not a guid"), ("push", "g" * 65), ("Push Event", GUID), ("x" * 51, GUID)],
+)
+def test_webhook_invalid_header(client: FlaskClient, event: str, guid: str) -> None:
+    response = deliver(client, event, push_payload(), guid=guid)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_header"
+    assert stored(client) == []
+
+
+def test_webhook_content_type_checked_after_signature(client: FlaskClient) -> None:
+    response = client.post(
+        WEBHOOKS_PATH,
+        data=b"{}",
+        headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": GUID},
+        content_type="text/plain",
+    )
+
+    assert response.status_code == 401
+
+
+# -- one attempt at a time ------------------------------------------------------------
+
+
+def test_webhook_same_guid_in_progress(client: FlaskClient) -> None:
+    store = client.application.config["STORE"]
+    assert store.claim_delivery(GUID, stale_after=timedelta(minutes=1))
+
+    busy = deliver(client, "ping", {"zen": "z"})
+    store.release_delivery(GUID)
+    free = deliver(client, "ping", {"zen": "z"})
+
+    assert busy.status_code == 409
+    assert busy.get_json()["outcome"] == "in_progress"
+    assert GUID in busy.get_json()["message"]
+    assert free.status_code == 200
+    assert [d.status_code for d in stored(client)] == [409, 200]
+
+
+def test_webhook_stale_claim_taken_over(client: FlaskClient) -> None:
+    store = client.application.config["STORE"]
+    assert store.claim_delivery(GUID, stale_after=timedelta(minutes=1))
+
+    taken = store.claim_delivery(GUID, stale_after=timedelta(seconds=-1))
+
+    assert taken is True
+
+
+def test_webhook_claim_released_after_answer(client: FlaskClient) -> None:
+    deliver(client, "ping", {"zen": "z"})
+
+    store = client.application.config["STORE"]
+    assert store.claim_delivery(GUID, stale_after=timedelta(minutes=1))
+
+
+def test_webhook_slow_handler_answered_503(
+    settings: Settings, mocked: responses.RequestsMock
+) -> None:
+    app = create_app(settings, {"WEBHOOK_TIME_BUDGET": 0.3})
+    client = app.test_client()
+    release = threading.Event()
+
+    def hang(request: Any) -> Any:
+        release.wait(10)
+        return (503, {}, "{}")
+
+    mocked.add_callback("GET", re.compile(".*"), callback=hang)
+    with app.app_context():
+        app.extensions["query_service"].store.create_query(
+            id="q-slow",
+            repo=REPO,
+            branch="main",
+            workspace="w",
+            backend="tpp",
+            created_by="jdoe",
+            fingerprint="f",
+            request={},
+            files={},
+        )
+        app.extensions["query_service"].store.advance_query(
+            "q-slow", "committed", commit_sha="c" * 40
+        )
+
+    response = deliver(
+        client, "create", {"ref": "q-slow", "ref_type": "tag", "repository": REPOSITORY}
+    )
+    release.set()
+    store = app.config["STORE"]
+    deadline = time.monotonic() + 10
+    while not store.claim_delivery(GUID, stale_after=timedelta(minutes=1)):
+        assert time.monotonic() < deadline, "the late handler never finished"
+        time.sleep(0.05)
+
+    assert response.status_code == 503
+    assert response.get_json()["outcome"] == "timed_out"
+    assert "Redeliver" in response.get_json()["message"]
+    assert [d.status_code for d in stored(client)] == [503]
 
 
 # -- routed and ignored ---------------------------------------------------------------
