@@ -97,7 +97,7 @@ def render() -> tuple[bytes, str]:
     # prometheus-client itself switches to files when this variable is set.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

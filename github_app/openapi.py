@@ -105,7 +105,7 @@ _SCHEMAS: dict[str, Any] = {
 
 def document() -> dict[str, Any]:
     """Return the OpenAPI document of the query API and the health checks."""
-    bearer = [{"bearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
         "info": {

@@ -67,10 +67,12 @@ def _finish(response: Response) -> Response:
 
 def _work_fields(response: Response) -> dict[str, Any]:
     """Return the delivery, query, SHA and outcome that a response is about."""
-    body = response.get_json(silent=True) if response.is_json else None
-    body = body if isinstance(body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    parsed = response.get_json(silent=True) if response.is_json else None
+    body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+    error = body.get("error")
+    error = error if isinstance(error, dict) else {}
+    details = error.get("details")
+    details = details if isinstance(details, dict) else {}
     view_args = request.view_args or {}
     fields: dict[str, Any] = {
         "query_id": body.get("query_id") or view_args.get("query_id"),

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 import requests
+import responses
 from prometheus_client import REGISTRY
 
 from github_app import metrics
+from github_app.github import GitHubClient, GitHubUnavailableError
 from github_app.logs import REDACTED, SecretScrubber, configure_logging
 from tests.conftest import API_TOKEN, WEBHOOK_SECRET
 from tests.test_api import QUERY
@@ -17,6 +19,17 @@ from tests.test_end_to_end import (  # noqa: F401 - fixtures
     Stack,
     app_settings_changes,
     stack,
+)
+from tests.test_github_client import (  # noqa: F401 - fixtures
+    HEAD_OK,
+    HEAD_URL,
+    INSTALLATION_ID,
+    REPO,
+    add_sequence,
+    authenticated,
+    fake_time,
+    github,
+    mock,
 )
 
 JSON_DEBUG = {"log_format": "json", "log_level": "debug"}
@@ -269,3 +282,66 @@ def test_rate_limit_gauge_follows_headers() -> None:
 )
 def test_endpoint_label_is_a_template(verb: str, path: str, label: str) -> None:
     assert metrics.endpoint_label(verb, path) == label
+
+
+class TestGitHubCallMetrics:
+    """The client counts every attempt and keeps GitHub's rate-limit report."""
+
+    HEAD = "GET /repos/{owner}/{repo}/git/ref/heads/{name}"
+
+    def test_success_records_rate_limit(
+        self,
+        github: GitHubClient,  # noqa: F811
+        mock: responses.RequestsMock,  # noqa: F811
+    ) -> None:
+        authenticated(mock)
+        add_sequence(
+            mock, "GET", HEAD_URL, [(*HEAD_OK, {"X-RateLimit-Remaining": "4321"})]
+        )
+        before = sample(
+            "github_app_github_calls_total", endpoint=self.HEAD, status="2xx"
+        )
+
+        github.get_branch_head(REPO, "main")
+
+        after = sample(
+            "github_app_github_calls_total", endpoint=self.HEAD, status="2xx"
+        )
+        remaining = sample(
+            "github_app_github_rate_limit_remaining", installation=str(INSTALLATION_ID)
+        )
+        assert after == before + 1
+        assert remaining == 4321
+
+    def test_each_failed_attempt_counted(
+        self,
+        github: GitHubClient,  # noqa: F811
+        mock: responses.RequestsMock,  # noqa: F811
+    ) -> None:
+        authenticated(mock)
+        add_sequence(mock, "GET", HEAD_URL, [(502, {"message": "Bad"}), HEAD_OK])
+        before = sample(
+            "github_app_github_calls_total", endpoint=self.HEAD, status="502"
+        )
+
+        github.get_branch_head(REPO, "main")
+
+        after = sample(
+            "github_app_github_calls_total", endpoint=self.HEAD, status="502"
+        )
+        assert after == before + 1
+
+    def test_unreachable_counted(
+        self,
+        github: GitHubClient,  # noqa: F811
+        mock: responses.RequestsMock,  # noqa: F811
+    ) -> None:
+        authenticated(mock)
+        add_sequence(mock, "GET", HEAD_URL, [requests.ConnectionError("refused")])
+        label = {"endpoint": self.HEAD, "status": "unreachable"}
+        before = sample("github_app_github_calls_total", **label)
+
+        with pytest.raises(GitHubUnavailableError):
+            github.get_branch_head(REPO, "main")
+
+        assert sample("github_app_github_calls_total", **label) > before
