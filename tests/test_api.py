@@ -202,3 +202,20 @@ def test_github_unreachable_keeps_query_and_replay_resumes(
     assert replay.status_code == 200
     assert replay.get_json()["state"] == "tagged"
     assert fake.calls.count("create_commit") == 1
+
+
+@pytest.mark.parametrize(
+    "field", ["id", "workspace", "backend", "username", "email", "name"]
+)
+def test_trailing_newline_is_rejected(client: FlaskClient, field: str) -> None:
+    body = copy.deepcopy(QUERY)
+    if field in body:
+        body[field] += "\n"
+    else:
+        body["requested_by"][field] += "\n"
+
+    response = post(client, body)
+
+    assert response.status_code == 400
+    fields = [detail["field"] for detail in response.get_json()["error"]["details"]]
+    assert any(name.endswith(field) for name in fields)
