@@ -90,12 +90,18 @@ class CreatedCommit:
 class _AppAuth(Auth.AppAuth):
     """PyGithub App auth that signs each JWT with this app's own claims."""
 
-    def __init__(self, app_id: str, private_key: str) -> None:
+    def __init__(
+        self, app_id: str, private_key: str, clock: Callable[[], float]
+    ) -> None:
         super().__init__(app_id, sign_func=lambda payload: "")
         self._private_key = private_key
+        self._clock = clock
 
     def create_jwt(self, expiration: int | None = None) -> str:
-        return create_jwt(app_id=str(self.app_id), private_key=self._private_key)
+        # A fresh JWT for every call, so a long-running worker never sends a stale one.
+        return create_jwt(
+            app_id=str(self.app_id), private_key=self._private_key, now=self._clock()
+        )
 
 
 def _github_message(exc: GithubException) -> str:
@@ -150,7 +156,7 @@ class GitHubClient:
         self._clock = clock
         self._sleep = sleep
         self._integration = GithubIntegration(
-            auth=_AppAuth(app_id, private_key),
+            auth=_AppAuth(app_id, private_key, clock),
             base_url=base_url,
             timeout=timeout,
             retry=None,
@@ -208,6 +214,24 @@ class GitHubClient:
             self._installations[repo] = installation.id
 
         return installation.id
+
+    def token_permissions(self, repo: str) -> dict[str, str]:
+        """Mint an installation token for ``repo`` and return its permissions.
+
+        The token itself is not kept: this is for checking the set-up.
+
+        Raises:
+            RepositoryNotInstalledError: the App is not installed on ``repo``.
+            GitHubUnavailableError, GitHubResponseError: as for every call.
+        """
+        installation_id = self.installation_id(repo)
+        authorization = self._with_retries(
+            lambda: self._integration.get_access_token(installation_id),
+            endpoint=endpoint_label(
+                "POST", f"/app/installations/{installation_id}/access_tokens"
+            ),
+        )
+        return {str(k): str(v) for k, v in (authorization.permissions or {}).items()}
 
     def _client_for(self, token: str) -> github.Github:
         with self._lock:

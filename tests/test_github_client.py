@@ -1,7 +1,6 @@
 """The GitHub REST client: App authentication, retries, rate limits, error mapping."""
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,25 +181,24 @@ def test_app_jwt_sent_to_app_endpoints(
     github: GitHubClient,
     mock: responses.RequestsMock,
     public_key_pem: bytes,
+    fake_time: FakeTime,
     method: str,
     url: str,
 ) -> None:
     authenticated(mock)
     add_sequence(mock, "GET", HEAD_URL, [HEAD_OK])
-    before = int(time.time())
 
     github.get_branch_head(REPO, "main")
 
-    after = int(time.time())
     [call] = calls_to(mock, method, url)
     scheme, _, token = call.request.headers["Authorization"].partition(" ")
-    claims = jwt.decode(
-        token, public_key_pem, algorithms=["RS256"], options={"verify_exp": False}
-    )
+    # The JWT follows the client's clock, which need not be the real one.
+    options = {"verify_exp": False, "verify_iat": False}
+    claims = jwt.decode(token, public_key_pem, algorithms=["RS256"], options=options)
     assert scheme == "Bearer"
     assert claims["iss"] == "12345"
-    assert before - 60 <= claims["iat"] <= after - 60
-    assert claims["exp"] > after
+    assert claims["iat"] == int(fake_time.now) - 60
+    assert claims["exp"] > fake_time.now
     assert claims["exp"] - claims["iat"] <= 600
 
 
