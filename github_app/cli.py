@@ -103,6 +103,16 @@ def _db_revision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from github_app.checks import run_checks
+
+    passed = True
+    for result in run_checks():
+        print(result.line(), flush=True)
+        passed = passed and result.passed
+    return 0 if passed else 1
+
+
 def _add_db_commands(commands: Any) -> None:
     db = commands.add_parser("db", help="manage the database schema")
     actions = db.add_subparsers(dest="db_command", required=True)
@@ -268,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.set_defaults(run=_render)
     _add_db_commands(commands)
+    check = commands.add_parser(
+        "check", help="check the settings, GitHub App, repositories and Job Server"
+    )
+    check.set_defaults(run=_check)
     _add_delivery_commands(commands)
     return parser
 

@@ -128,6 +128,53 @@ class JobServerClient:
 
         return CreatedJobRequest(id=body["id"], url=str(body.get("url", "")))
 
+    def check_access(self) -> int:
+        """Send an empty job request, which Job Server must reject as invalid.
+
+        Nothing is created: Job Server checks the token first, then rejects the
+        empty body with a 400. Returns that status.
+
+        Raises:
+            JobServerUnavailableError: Job Server could not be reached or failed.
+            JobServerResponseError: Job Server rejected the token, or answered
+                something other than a validation error.
+        """
+        try:
+            response = self._session.post(
+                self._url,
+                json={},
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            raise JobServerUnavailableError(
+                f"Job Server could not be reached: {type(exc).__name__}"
+            ) from exc
+
+        body = _json_or_text(response)
+        if response.status_code >= 500:
+            raise JobServerUnavailableError(
+                f"Job Server answered {response.status_code}: {_message(body)}"
+            )
+
+        if response.status_code in (401, 403):
+            raise JobServerResponseError(
+                f"Job Server rejected JOB_SERVER_TOKEN with {response.status_code}: "
+                "set it to the token Job Server issued to this app.",
+                status=response.status_code,
+                body=body,
+            )
+
+        if response.status_code not in (400, 422):
+            raise JobServerResponseError(
+                f"Job Server answered {response.status_code} to an empty job "
+                "request, not a validation error: check JOB_SERVER_URL.",
+                status=response.status_code,
+                body=body,
+            )
+
+        return response.status_code
+
 
 def _json_or_text(response: requests.Response) -> Any:
     try:

@@ -52,7 +52,7 @@ logger = structlog.get_logger(__name__)
 
 QUERY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: Attempts at moving the branch when other commits keep winning the race.
-MAX_FAST_FORWARD_ATTEMPTS = 8
+MAX_FAST_FORWARD_ATTEMPTS = 20
 #: A pending job request older than this was abandoned by a stopped worker.
 JOB_REQUEST_CLAIM_TIMEOUT = timedelta(seconds=30)
 
@@ -148,6 +148,29 @@ class _RepositoryState:
     head: str | None = None
 
 
+def _control_characters(
+    value: Any, *, path: str = "", exclude: tuple[str, ...] = ()
+) -> list[dict[str, str]]:
+    """Name every string field holding a control character such as a newline.
+
+    JSON Schema patterns end in ``$``, which Python's ``re`` also matches before a
+    final newline, so ``"abc\n"`` would pass a pattern meant to allow only ``abc``.
+    """
+    if isinstance(value, str):
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+            return [{"field": path, "message": "must not contain control characters"}]
+        return []
+
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            if key not in exclude:
+                found += _control_characters(item, path=f"{path}.{key}".lstrip("."))
+        return found
+
+    return []
+
+
 def fingerprint(body: dict[str, Any]) -> str:
     """Hash the canonical form of a request body, to tell replays from conflicts."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -196,6 +219,8 @@ class QueryService:
              "message": error.message}
             for error in Draft202012Validator(REQUEST_SCHEMA).iter_errors(body)
         ]
+        if not problems:
+            problems = _control_characters(body, exclude=("analysis",))
         if problems:
             raise QueryValidationError("The query request is invalid.", problems)
 
@@ -419,25 +444,28 @@ class QueryService:
         )
 
     def _commit(self, query: Query, *, resuming: bool) -> Query:
+        if resuming:
+            # An earlier attempt may have moved the branch and stopped before
+            # recording it: adopt that commit rather than commit again.
+            landed = self.github.find_commit_with_line(
+                query.repo, query.branch, f"Query-Id: {query.id}"
+            )
+            if landed is not None:
+                logger.warning(
+                    "Adopted unrecorded commit", query_id=query.id, sha=landed.sha
+                )
+                return self._record_commit(query, landed)
+
+        # The tree does not depend on the parent, so it is built outside the lock.
+        tree = self.github.create_tree(query.repo, query.files)
         repository = self._repository(query.repo)
         # One commit at a time per repository in this process, so workers don't
         # spend their fast-forward attempts racing each other.
         with repository.lock:
-            if resuming:
-                # An earlier attempt may have moved the branch and stopped before
-                # recording it: adopt that commit rather than commit again.
-                landed = self.github.find_commit_with_line(
-                    query.repo, query.branch, f"Query-Id: {query.id}"
-                )
-                if landed is not None:
-                    logger.warning(
-                        "Adopted unrecorded commit", query_id=query.id, sha=landed.sha
-                    )
-                    return self._record_commit(query, landed)
-
-            commit = self._commit_on_branch(query, repository)
+            commit = self._commit_on_branch(query, repository, tree)
             repository.head = commit.sha
-            return self._record_commit(query, commit)
+
+        return self._record_commit(query, commit)
 
     def _record_commit(self, query: Query, commit: CreatedCommit) -> Query:
         logger.info(
@@ -448,11 +476,10 @@ class QueryService:
         )
 
     def _commit_on_branch(
-        self, query: Query, repository: _RepositoryState
+        self, query: Query, repository: _RepositoryState, tree: str
     ) -> CreatedCommit:
         person = query.request["requested_by"]
         author = Identity(person["name"], person["email"])
-        tree = self.github.create_tree(query.repo, query.files)
         parent = repository.head or self.github.get_branch_head(
             query.repo, query.branch
         )
@@ -482,7 +509,7 @@ class QueryService:
                 logger.info(
                     "Branch moved, rebuilding commit", query_id=query.id, attempt=attempt
                 )
-                time.sleep(random.uniform(0, 0.02 * attempt))
+                time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
                 parent = head
 
         raise GitHubUnavailableError(
