@@ -1,7 +1,7 @@
 """The App's webhook delivery log on GitHub: list attempts, redeliver failed ones.
 
 GitHub keeps an App's deliveries for 3 days and lists them newest first at
-``GET /app/hook/deliveries``, one entry per attempt; a redelivery is a new
+``GET /app/hook/deliveries``, one entry per attempt. A redelivery is a new
 attempt with the GUID of the original. ``POST .../deliveries/{id}/attempts``
 asks GitHub to send an attempt again. Both need the App's JWT.
 https://docs.github.com/en/rest/apps/webhooks#list-deliveries-for-an-app-webhook
@@ -137,7 +137,7 @@ def _next_cursor(headers: dict[str, Any]) -> str | None:
 def choose_failed(attempts: list[Attempt]) -> list[Attempt]:
     """Return, per GUID, the last failed attempt with no success after it.
 
-    A GUID whose latest attempt succeeded is done. 409 answers are left out:
+    A GUID whose latest attempt succeeded is done. 409 responses are left out:
     they mean another attempt of the same GUID was being handled, and that
     attempt's own status tells whether the delivery succeeded. The result is
     oldest first, so deliveries are sent again in their original order.

@@ -1,6 +1,6 @@
 """GitHub's example webhook payloads and webhook schemas, installed from npm.
 
-``@octokit/webhooks-examples`` holds payloads recorded from GitHub, and
+``@octokit/webhooks-examples`` contains payloads recorded from GitHub, and
 ``@octokit/openapi-webhooks`` GitHub's OpenAPI description of every webhook.
 Both are installed once into ``.cache/octokit`` (pinned versions, so the
 examples a test expects do not change underneath it). Without npm, or when the

@@ -1,7 +1,7 @@
-"""Deliveries are answered within GitHub's 10 seconds when GitHub or Job Server hang.
+"""Deliveries get a response within GitHub's 10 seconds when GitHub or Job Server hang.
 
 The GitHub stand-in gives up on a receiver after 10 seconds and records no
-status code, so a delivery recorded with 503 was answered in time.
+status code, so a delivery recorded with 503 got its response in time.
 """
 
 from collections.abc import Iterator

@@ -158,7 +158,7 @@ def test_commit_removed_by_force_push_rejected(stack: Stack) -> None:
 
 
 def test_branch_with_no_shared_history_rejected(stack: Stack) -> None:
-    """The compare API answers 404 when the commits share no ancestor."""
+    """The compare API returns 404 when the commits share no ancestor."""
     stack.post_query_quietly("q-orphan")
     orphan = stack.commit_as_user("Unrelated history", parents=[])
     stack.github.push_ref(REPO, BRANCH_REF, orphan)
@@ -328,7 +328,7 @@ def test_same_guid_twice_at_once(stack: Stack) -> None:
 
 
 def test_branch_push_starts_job_of_early_tag(stack: Stack) -> None:
-    """A tag whose events were answered before the query was recorded as tagged."""
+    """A tag whose events were handled before the query was recorded as tagged."""
     query = stack.post_query_quietly("q-branch")
     hosted = stack.github.find_repository(REPO)
     assert hosted is not None

@@ -50,7 +50,7 @@ class Stack:
         return f"{self.workers[worker].url}{WEBHOOKS_PATH}"
 
     def post_query(self, query_id: str) -> dict[str, Any]:
-        """Submit a query and return the API's answer, which must be 201."""
+        """Submit a query and return the API's response, which must be 201."""
         response = requests.post(
             f"{self.app.url}/api/v1/queries",
             json=query_body(query_id),
@@ -112,7 +112,7 @@ class Stack:
         return git.commit_tree(tree, parents, message, author, author)
 
     def wait_for_claims_released(self, timeout: float = 30.0) -> None:
-        """Wait until no delivery is being handled, even after its answer."""
+        """Wait until no delivery is being handled, even after its response."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.store.engine.connect() as connection:
