@@ -239,16 +239,10 @@ class TestAppAuthentication:
         ("claims", "message"),
         [
             ({"iss": "999"}, "'Issuer' claim"),
-            ({"exp": int(time.time()) - 10}, "must be in the future"),
-            (
-                {"iat": int(time.time()) - 60, "exp": int(time.time()) + 600},
-                "too far in the future",
-            ),
-            ({"exp": int(time.time()) + 900}, "too far in the future"),
-            (
-                {"iat": int(time.time()) + 120, "exp": int(time.time()) + 300},
-                "'Issued at' claim",
-            ),
+            ({"exp": -10}, "must be in the future"),
+            ({"iat": -60, "exp": 600}, "too far in the future"),
+            ({"exp": 900}, "too far in the future"),
+            ({"iat": 120, "exp": 300}, "'Issued at' claim"),
         ],
     )
     def test_invalid_jwt_claims_are_401(
@@ -258,7 +252,11 @@ class TestAppAuthentication:
         claims: dict[str, Any],
         message: str,
     ) -> None:
-        token = app_jwt(app_key_pem, **claims)
+        """``iat`` and ``exp`` are seconds from when the test runs, not from when
+        the suite was collected, which can be minutes earlier."""
+        now = int(time.time())
+        times = {key: now + claims[key] for key in ("iat", "exp") if key in claims}
+        token = app_jwt(app_key_pem, **(claims | times))
 
         response = requests.get(
             f"{server.url}/app", headers={"Authorization": f"Bearer {token}"}, timeout=5
