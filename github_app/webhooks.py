@@ -231,8 +231,10 @@ def receive() -> tuple[Response, int]:
 
     store = current_app.config["STORE"]
     budget = current_app.config.get("WEBHOOK_TIME_BUDGET", DEFAULT_TIME_BUDGET)
+    # structlog keeps each line's message under "event", so the GitHub event
+    # name needs a key of its own.
     with bound_contextvars(
-        delivery_id=delivery.guid, event=delivery.event, repo=delivery.repo
+        delivery_id=delivery.guid, github_event=delivery.event, repo=delivery.repo
     ):
         finished = True
         if store.claim_delivery(delivery.guid, stale_after=DELIVERY_CLAIM_TIMEOUT):
@@ -277,6 +279,7 @@ def _record(store: Any, delivery: Delivery, outcome: Outcome, duration_ms: int) 
         status_code=outcome.status,
         outcome=outcome.outcome,
         query_id=outcome.query_id,
+        sha=outcome.details.get("sha"),
         duration_ms=duration_ms,
     )
 

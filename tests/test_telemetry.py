@@ -201,6 +201,13 @@ def test_one_event_per_request_and_delivery(
     assert posted["sha"] == created["sha"]
     assert posted["outcome"] == "tagged"
     assert posted["status_code"] == 201
+    handled = [e for e in events if e["event"] == "Handled delivery"]
+    delivered = next(e for e in handled if e["outcome"] == "job_requested")
+    assert delivered["delivery_id"] == created["delivery_id"]
+    assert delivered["github_event"] == created["github_event"]
+    assert delivered["query_id"] == QUERY["id"]
+    assert delivered["sha"] == created["sha"]
+    assert delivered["duration_ms"] >= 0
 
 
 def sample(name: str, **labels: str) -> float:
