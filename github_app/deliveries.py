@@ -53,7 +53,9 @@ class Attempt:
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> "Attempt":
-        delivered_at = datetime.fromisoformat(item["delivered_at"].replace("Z", "+00:00"))
+        delivered_at = datetime.fromisoformat(
+            item["delivered_at"].replace("Z", "+00:00")
+        )
         return cls(
             id=int(item["id"]),
             guid=str(item["guid"]),

@@ -12,6 +12,9 @@ from handlers.tags import handle_tag
 def on_create(delivery: Delivery) -> Outcome:
     """Request the job of a newly tagged query."""
     repo = delivery.repo
+    if repo is None:
+        return Outcome(202, "ignored", "The delivery names no repository.")
+
     if repo not in current_service().settings.query_repositories:
         return Outcome(202, "ignored", f"Repository {repo} is not a query repository.")
 

@@ -18,6 +18,9 @@ def on_push(delivery: Delivery) -> Outcome:
     service = current_service()
     payload = delivery.payload
     repo, ref = delivery.repo, str(payload.get("ref", ""))
+    if repo is None:
+        return Outcome(202, "ignored", "The delivery names no repository.")
+
     if repo not in service.settings.query_repositories:
         return Outcome(202, "ignored", f"Repository {repo} is not a query repository.")
 

@@ -77,7 +77,9 @@ def test_job_server_not_called_without_time(mock: responses.RequestsMock) -> Non
 def test_github_not_called_without_time(
     private_key_pem: str, mock: responses.RequestsMock
 ) -> None:
-    client = GitHubClient(app_id="12345", private_key=private_key_pem, base_url=GITHUB_URL)
+    client = GitHubClient(
+        app_id="12345", private_key=private_key_pem, base_url=GITHUB_URL
+    )
     with spent_budget(), pytest.raises(GitHubUnavailableError, match="time budget"):
         client.installation_id(REPO)
 

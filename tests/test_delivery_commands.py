@@ -61,9 +61,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, output, captured.err
 
 
-def attempt(
-    attempt_id: int, guid: str, status_code: int, minutes_ago: int
-) -> Attempt:
+def attempt(attempt_id: int, guid: str, status_code: int, minutes_ago: int) -> Attempt:
     return Attempt(
         id=attempt_id,
         guid=guid,
@@ -76,7 +74,7 @@ def attempt(
     )
 
 
-# -- choosing what to redeliver ---------------------------------------------------------
+# -- choosing what to redeliver --------------------------------------------------------
 
 
 class TestChooseFailed:
@@ -276,12 +274,12 @@ def test_resubmit_commit_off_branch(
 ) -> None:
     query = stack.post_query("q-off")
     stack.settle()
-    parent = stack.github.repository("example-org/interactive-queries").read_commit(
-        query["sha"]
-    ).parents[0]
-    stack.github.push_ref(
-        "example-org/interactive-queries", "refs/heads/main", parent
+    parent = (
+        stack.github.repository("example-org/interactive-queries")
+        .read_commit(query["sha"])
+        .parents[0]
     )
+    stack.github.push_ref("example-org/interactive-queries", "refs/heads/main", parent)
     stack.settle()
 
     code, _, err = run(capsys, "resubmit", "q-off")

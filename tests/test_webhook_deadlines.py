@@ -21,9 +21,7 @@ GET_REF = "GET /repos/{owner}/{repo}/git/ref/{ref}"
 
 
 @pytest.fixture
-def stack(
-    settings: Settings, public_key_pem: bytes, tmp_path: Path
-) -> Iterator[Stack]:
+def stack(settings: Settings, public_key_pem: bytes, tmp_path: Path) -> Iterator[Stack]:
     # The shipped timeouts and retry budget, not the short ones of unit tests.
     with running_stack(
         settings, public_key_pem, tmp_path, github_retry_budget=8.0, http_timeout=5
@@ -43,7 +41,9 @@ def test_github_hang_answered_in_time(stack: Stack) -> None:
     answered = stack.tag_deliveries("q-slow-github")
     late = find_event(warnings, "Finished delivery after responding")
     assert [d.status_code for d in answered] == [503, 503]
-    assert all('"outcome":"timed_out"' in d.response_body.replace(" ", "") for d in answered)
+    assert all(
+        '"outcome":"timed_out"' in d.response_body.replace(" ", "") for d in answered
+    )
     assert stack.jobs("q-slow-github") == []
     assert {event["status_code"] for event in late} == {503}
 

@@ -24,9 +24,7 @@ BRANCH_REF = "refs/heads/main"
 
 
 @pytest.fixture
-def stack(
-    settings: Settings, public_key_pem: bytes, tmp_path: Path
-) -> Iterator[Stack]:
+def stack(settings: Settings, public_key_pem: bytes, tmp_path: Path) -> Iterator[Stack]:
     with running_stack(settings, public_key_pem, tmp_path) as running:
         yield running
 
@@ -113,7 +111,7 @@ def test_tag_before_branch_push(stack: Stack) -> None:
     assert branch.status_code == 200
 
 
-# -- rejections -------------------------------------------------------------------------
+# -- rejections ------------------------------------------------------------------------
 
 
 def test_tag_on_other_commit_rejected(stack: Stack) -> None:
@@ -188,7 +186,7 @@ def test_tag_rejection_response(stack: Stack) -> None:
     assert "no job request was created" in push.response_body
 
 
-# -- ignored deliveries -----------------------------------------------------------------
+# -- ignored deliveries ----------------------------------------------------------------
 
 
 def test_tag_deletion_ignored_without_calls(stack: Stack) -> None:
@@ -287,7 +285,11 @@ def test_two_redeliveries_make_two_job_requests(stack: Stack) -> None:
     jobs = stack.jobs("q-rerun")
     triggers = [job["trigger"] for job in stack.get_query("q-rerun")["job_requests"]]
     assert [job.body["sha"] for job in jobs] == [query["sha"]] * 3
-    assert [job.idempotency_key for job in jobs] == ["q-rerun/1", "q-rerun/2", "q-rerun/3"]
+    assert [job.idempotency_key for job in jobs] == [
+        "q-rerun/1",
+        "q-rerun/2",
+        "q-rerun/3",
+    ]
     assert triggers == ["tag_event", "redelivery", "redelivery"]
 
 

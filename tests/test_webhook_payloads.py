@@ -23,9 +23,7 @@ def examples() -> octokit.Octokit:
 
 
 @pytest.fixture
-def stack(
-    settings: Settings, public_key_pem: bytes, tmp_path: Path
-) -> Iterator[Stack]:
+def stack(settings: Settings, public_key_pem: bytes, tmp_path: Path) -> Iterator[Stack]:
     with running_stack(settings, public_key_pem, tmp_path) as running:
         yield running
 
@@ -44,7 +42,7 @@ def send_example(
     return stack.github.send_delivery(event, payload), payload
 
 
-# -- GitHub's examples through the handlers ---------------------------------------------
+# -- GitHub's examples through the handlers --------------------------------------------
 
 
 def test_push_examples(stack: Stack, examples: octokit.Octokit) -> None:
@@ -193,7 +191,9 @@ def test_sandbox_payloads_match_schema(
     deliveries = stack.settle()
 
     problems = {
-        f"{d.event} {d.payload['ref']}": examples.problems(f"webhook-{d.event}", d.payload)
+        f"{d.event} {d.payload['ref']}": examples.problems(
+            f"webhook-{d.event}", d.payload
+        )
         for d in deliveries
     }
     assert deliveries

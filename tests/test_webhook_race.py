@@ -30,7 +30,8 @@ def test_two_workers_make_one_job_request(
             created = [
                 d
                 for d in deliveries
-                if d.status_code == 201 or f"job requests for {query_id}" in d.response_body
+                if d.status_code == 201
+                or f"job requests for {query_id}" in d.response_body
             ]
             results.append(
                 {

@@ -397,6 +397,26 @@ def test_webhook_deleted_ref_ignored_without_calls(
     assert len(mocked.calls) == 0
 
 
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("push", {"ref": "refs/tags/q-1", "after": "b" * 40}),
+        ("create", {"ref": "q-1", "ref_type": "tag"}),
+    ],
+)
+def test_webhook_without_repository_ignored(
+    client: FlaskClient,
+    mocked: responses.RequestsMock,
+    event: str,
+    payload: dict[str, Any],
+) -> None:
+    response = deliver(client, event, payload)
+
+    assert response.status_code == 202
+    assert response.get_json()["message"] == "The delivery names no repository."
+    assert len(mocked.calls) == 0
+
+
 def test_webhook_push_other_branch_ignored(
     client: FlaskClient, mocked: responses.RequestsMock
 ) -> None:

@@ -157,7 +157,9 @@ def running_stack(
         apps = [create_app(app_settings, app_config) for _ in range(workers)]
         running = [servers.enter_context(serve(app)) for app in apps]
         github.webhook_url = f"{running[0].url}{WEBHOOKS_PATH}"
-        stack = Stack(github, job_server, running, app_settings, apps[0].config["STORE"])
+        stack = Stack(
+            github, job_server, running, app_settings, apps[0].config["STORE"]
+        )
         yield stack
         github.webhooks.release()
         stack.settle()
@@ -185,4 +187,3 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"Condition not met within {timeout} s.")
         time.sleep(0.05)
-
