@@ -46,6 +46,10 @@ graceful_timeout = 30
 # proxy can reach gunicorn). The default trusts a proxy on the same host.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
+# Each worker imports the app itself, so no database connection is opened
+# before the fork and shared between processes.
+preload_app = False
+
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")

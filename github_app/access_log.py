@@ -14,6 +14,8 @@ from typing import Any
 import structlog
 from gunicorn.glogging import Logger
 
+from github_app.logs import SecretScrubber, scrubbed
+
 
 def _timestamp() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -22,12 +24,16 @@ def _timestamp() -> str:
 class JsonLogger(Logger):  # type: ignore[misc]
     """A gunicorn logger that writes JSON lines."""
 
+    #: The master process has not read the app's settings, so only secret
+    #: shapes (keys, JWTs, tokens) are scrubbed here, not configured values.
+    _scrub = SecretScrubber()
+
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         formatter = structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer(),
+                scrubbed(structlog.processors.JSONRenderer(), self._scrub),
             ],
             foreign_pre_chain=[
                 structlog.stdlib.add_logger_name,
@@ -61,6 +67,6 @@ class JsonLogger(Logger):  # type: ignore[misc]
             "user_agent": headers.get("user-agent"),
         }
         try:
-            self.access_log.info(json.dumps(record))
+            self.access_log.info(self._scrub(json.dumps(record)))
         except Exception:  # noqa: BLE001 - a log line must never fail a request
             self.error("Failed to write the access log line", exc_info=True)

@@ -63,9 +63,11 @@ class SecretScrubber:
         return line
 
 
-def _scrubbed(
+def scrubbed(
     renderer: structlog.types.Processor, scrub: SecretScrubber
 ) -> structlog.types.Processor:
+    """Wrap ``renderer`` so that every line it renders passes through ``scrub``."""
+
     def render(logger: Any, method_name: str, event_dict: Any) -> str:
         return scrub(str(renderer(logger, method_name, event_dict)))
 
@@ -87,7 +89,7 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.JSONRenderer()
-    renderer = _scrubbed(renderer, SecretScrubber(secrets))
+    renderer = scrubbed(renderer, SecretScrubber(secrets))
 
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -1,6 +1,7 @@
 """The app under gunicorn with gunicorn.conf.py: JSON logs and merged metrics."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import requests
@@ -58,3 +59,29 @@ def test_workers_share_metrics_and_log_json(tmp_path: Path) -> None:
     assert all(isinstance(e["duration_ms"], float) for e in served)
     assert any(e.get("sha") == answer.json()["sha"] for e in handled)
     assert find_secrets(log, secrets) == []
+
+
+def test_access_log_scrubs_secret_shapes() -> None:
+    """A token sent where it does not belong (here the user agent) is scrubbed."""
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from github_app.access_log import JsonLogger
+
+    config = Config()
+    config.set("accesslog", "-")
+    logger = JsonLogger(config)
+    lines: list[str] = []
+    logger.access_log.info = lines.append  # type: ignore[method-assign]
+    token = "ghs_" + "a" * 36
+    request = SimpleNamespace(headers=[("USER-AGENT", token)])
+    response = SimpleNamespace(status_code=200, sent=2)
+    environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+
+    logger.access(response, request, environ, timedelta(milliseconds=5))
+
+    record = json.loads(lines[0])
+    assert record["user_agent"] == "[REDACTED]"
+    assert record["status_code"] == 200
+    assert record["duration_ms"] == 5.0
