@@ -9,6 +9,7 @@ constraint), so the first job request of a tag is created once even when its
 """
 
 import json
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -185,6 +186,10 @@ class Store:
         if parsed.get_backend_name() == "sqlite":
             _enable_sqlite_concurrency(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Close the pooled connections when the store goes away (a command that
+        # built an app and finished), rather than leave the driver to find them
+        # open when they are garbage-collected.
+        weakref.finalize(self, self.engine.dispose)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
