@@ -1,4 +1,4 @@
-"""Fresh, migrated databases for tests: a SQLite file or a PostgreSQL database.
+"""Fresh, migrated databases for tests: a SQLite file or a PostgreSQL schema.
 
 SQLite is migrated once per test run into a template file that every test
 copies. PostgreSQL tests get a schema of their own, migrated from scratch, in the
@@ -8,6 +8,7 @@ create schemas there), and are left out without it.
 """
 
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -42,17 +43,17 @@ _connections_lock = threading.Lock()
 @event.listens_for(Pool, "connect")
 def _track_connection(dbapi_connection: Any, _record: Any) -> None:
     # Apps made by tests are not disposed, so their pooled connections are
-    # closed here before their database is dropped.
+    # closed here before their schema is dropped.
     if hasattr(dbapi_connection, "info") and hasattr(dbapi_connection.info, "dbname"):
         with _connections_lock:
             _connections[dbapi_connection] = dbapi_connection.info.dsn
 
 
-def close_connections(schema: str) -> None:
-    """Close every pooled PostgreSQL connection of this process to ``schema``."""
-    option = f"search_path={schema}"
+def close_connections(schema_name: str) -> None:
+    """Close every pooled PostgreSQL connection of this process to a schema."""
+    option = re.compile(rf"search_path={re.escape(schema_name)}(?!\w)")
     with _connections_lock:
-        found = [c for c, dsn in _connections.items() if option in dsn]
+        found = [c for c, dsn in _connections.items() if option.search(dsn)]
     for connection in found:
         connection.close()
 
