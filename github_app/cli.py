@@ -8,6 +8,7 @@ from typing import Any
 
 from github_app import templates
 from github_app.codelists import DEFAULT_OPENCODELISTS_URL
+from github_app.codelists import DEFAULT_OPENCODELISTS_URL
 from github_app.config import ConfigError
 
 
@@ -201,6 +202,9 @@ def _deliveries_redeliver_failed(args: argparse.Namespace) -> int:
             if args.dry_run:
                 print(f"Would redeliver {label}")
                 continue
+            # GitHub saw this GUID fail, so its redelivery must not count as an
+            # admin's re-run even if the app finished it after GitHub gave up.
+            app.config["STORE"].mark_failed_at_github(attempt.guid)
             deliveries.redeliver(github, attempt)
             done += 1
             print(f"Redelivered {label}")

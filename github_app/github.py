@@ -39,6 +39,8 @@ TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 #: The first wait between retries, in seconds; it doubles on each attempt.
 RETRY_BASE_DELAY = 0.2
 RETRY_MAX_DELAY = 2.0
+#: Seconds to wait after a secondary rate limit that names no wait of its own.
+SECONDARY_RATE_LIMIT_WAIT = 60.0
 
 
 class GitHubError(Exception):
@@ -133,7 +135,15 @@ def _rate_limit_wait(exc: GithubException, now: float) -> float | None:
             return RETRY_MAX_DELAY
 
     # A 429 always means "slow down", even without headers.
-    return RETRY_MAX_DELAY if exc.status == 429 else None
+    if exc.status == 429:
+        return RETRY_MAX_DELAY
+
+    # GitHub tells a secondary rate limit from a permission error only in the
+    # message, and asks for at least a minute's wait when it sends no header.
+    if "secondary rate limit" in _github_message(exc).lower():
+        return SECONDARY_RATE_LIMIT_WAIT
+
+    return None
 
 
 class GitHubClient:
@@ -318,11 +328,10 @@ class GitHubClient:
     def _request(
         self, repo: str, verb: str, path: str, body: dict[str, Any] | None = None
     ) -> Any:
-        installation_id = self.installation_id(repo)
         url = f"/repos/{repo}{path}"
         renewed = False
         while True:
-            token = self._tokens.get(installation_id)
+            installation_id, token = self._installation_token(repo)
             client = self._client_for(token)
             try:
                 headers, data = self._with_retries(
@@ -341,6 +350,29 @@ class GitHubClient:
                 )
                 self._tokens.invalidate(installation_id, token)
                 renewed = True
+
+    def _installation_token(self, repo: str) -> tuple[int, str]:
+        """Return the repository's installation id and a token for it.
+
+        A 404 when minting means the App was reinstalled under a new id, so the
+        installation is looked up again once.
+        """
+        installation_id = self.installation_id(repo)
+        try:
+            return installation_id, self._tokens.get(installation_id)
+        except GitHubResponseError as exc:
+            if exc.status != 404:
+                raise
+
+        logger.warning(
+            "Installation not found, looking it up again",
+            installation_id=installation_id,
+            repo=repo,
+        )
+        with self._lock:
+            self._installations.pop(repo, None)
+        installation_id = self.installation_id(repo)
+        return installation_id, self._tokens.get(installation_id)
 
     # -- git data -------------------------------------------------------------
 
@@ -471,20 +503,36 @@ class GitHubClient:
 
         return sha
 
-    def find_commit_with_line(
-        self, repo: str, branch: str, line: str, *, depth: int = 100
+    def find_commit(
+        self,
+        repo: str,
+        branch: str,
+        *,
+        line: str,
+        tree: str,
+        committer: Identity,
+        max_pages: int = 10,
     ) -> CreatedCommit | None:
-        """Return the newest of the branch's last ``depth`` commits whose message
-        has ``line`` as a whole line (a trailer such as ``Query-Id: x``), or None.
+        """Return the newest branch commit with message line ``line``, tree ``tree``
+        and committer ``committer``, or None.
 
+        Only the newest ``max_pages`` pages of 100 commits are searched.
         https://docs.github.com/en/rest/commits/commits#list-commits
         """
-        data = self._request(
-            repo, "GET", f"/commits?sha={branch}&per_page={min(depth, 100)}"
-        )
-        for item in data:
-            if line in item["commit"]["message"].splitlines():
-                return CreatedCommit(sha=item["sha"], html_url=item.get("html_url", ""))
+        for page in range(1, max_pages + 1):
+            data = self._request(
+                repo, "GET", f"/commits?sha={branch}&per_page=100&page={page}"
+            )
+            for item in data:
+                commit = item["commit"]
+                if (
+                    line in commit["message"].splitlines()
+                    and commit["tree"]["sha"] == tree
+                    and commit["committer"]["email"] == committer.email
+                ):
+                    return CreatedCommit(sha=item["sha"], html_url=item.get("html_url", ""))
+            if len(data) < 100:
+                break
 
         return None
 

@@ -145,7 +145,9 @@ class JobRequestResult:
 @dataclass
 class _RepositoryState:
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The branch head this process last saw, and when it saw it.
     head: str | None = None
+    head_seen_at: datetime | None = None
 
 
 def _control_characters(
@@ -157,7 +159,7 @@ def _control_characters(
     final newline, so ``"abc\n"`` would pass a pattern meant to allow only ``abc``.
     """
     if isinstance(value, str):
-        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in value):
             return [{"field": path, "message": "must not contain control characters"}]
         return []
 
@@ -225,10 +227,10 @@ class QueryService:
             raise QueryValidationError("The query request is invalid.", problems)
 
         query_id = body["id"]
-        if query_id.endswith(".lock") or ".." in query_id:
+        reason = self._unusable_tag_reason(query_id)
+        if reason is not None:
             raise QueryValidationError(
-                "The query request is invalid.",
-                [{"field": "id", "message": "must not end in .lock or contain '..'"}],
+                "The query request is invalid.", [{"field": "id", "message": reason}]
             )
 
         body = {**body, "repo": self._choose_repository(body.get("repo"))}
@@ -296,6 +298,22 @@ class QueryService:
                 f"OpenCodelists sent an unexpected answer: {exc}",
                 {"codelist": exc.codelist_id},
             ) from exc
+
+    def _unusable_tag_reason(self, query_id: str) -> str | None:
+        """Say why ``query_id`` cannot be a tag name, or return None if it can.
+
+        https://git-scm.com/docs/git-check-ref-format
+        """
+        if query_id.endswith((".lock", ".")) or ".." in query_id:
+            return "must not end in '.' or '.lock', or contain '..'"
+
+        # Names that git would read as the branch, HEAD or a commit id.
+        if query_id in ("HEAD", self.settings.query_branch) or re.fullmatch(
+            r"[0-9a-fA-F]{7,40}", query_id
+        ):
+            return f"{query_id!r} would be ambiguous with a branch, HEAD or commit id"
+
+        return None
 
     def _choose_repository(self, repo: str | None) -> str:
         configured = self.settings.query_repositories
@@ -444,11 +462,18 @@ class QueryService:
         )
 
     def _commit(self, query: Query, *, resuming: bool) -> Query:
+        # The tree does not depend on the parent, so it is built outside the lock.
+        tree = self.github.create_tree(query.repo, query.files)
         if resuming:
             # An earlier attempt may have moved the branch and stopped before
-            # recording it: adopt that commit rather than commit again.
-            landed = self.github.find_commit_with_line(
-                query.repo, query.branch, f"Query-Id: {query.id}"
+            # recording it: adopt that commit rather than commit again. Only the
+            # app's own commit of exactly this tree qualifies, never a look-alike.
+            landed = self.github.find_commit(
+                query.repo,
+                query.branch,
+                line=f"Query-Id: {query.id}",
+                tree=tree,
+                committer=self.bot,
             )
             if landed is not None:
                 logger.warning(
@@ -456,16 +481,34 @@ class QueryService:
                 )
                 return self._record_commit(query, landed)
 
-        # The tree does not depend on the parent, so it is built outside the lock.
-        tree = self.github.create_tree(query.repo, query.files)
         repository = self._repository(query.repo)
         # One commit at a time per repository in this process, so workers don't
         # spend their fast-forward attempts racing each other.
         with repository.lock:
             commit = self._commit_on_branch(query, repository, tree)
             repository.head = commit.sha
+            repository.head_seen_at = datetime.now(UTC)
 
         return self._record_commit(query, commit)
+
+    def _cached_head(self, repo: str, repository: _RepositoryState) -> str | None:
+        """Return the cached branch head unless the branch was force-pushed since.
+
+        A force-push can rewind the branch to an ancestor of the cached head; a
+        commit built on that head would then still be a fast-forward and would
+        put the removed commits back.
+        """
+        if repository.head is None or repository.head_seen_at is None:
+            return None
+
+        # NOTE: a forced push whose webhook has not arrived yet is not seen here.
+        forced_at = self.store.last_forced_push(repo)
+        if forced_at is not None and forced_at >= repository.head_seen_at:
+            logger.warning("Dropped cached head after a forced push", repo=repo)
+            repository.head = None
+            return None
+
+        return repository.head
 
     def _record_commit(self, query: Query, commit: CreatedCommit) -> Query:
         logger.info(
@@ -480,9 +523,9 @@ class QueryService:
     ) -> CreatedCommit:
         person = query.request["requested_by"]
         author = Identity(person["name"], person["email"])
-        parent = repository.head or self.github.get_branch_head(
-            query.repo, query.branch
-        )
+        parent = self._cached_head(query.repo, repository)
+        if parent is None:
+            parent = self.github.get_branch_head(query.repo, query.branch)
         for attempt in range(1, MAX_FAST_FORWARD_ATTEMPTS + 1):
             commit = self.github.create_commit(
                 query.repo,

@@ -422,6 +422,32 @@ class Store:
         with self.session() as session:
             session.add(Delivery(received_at=utcnow(), **fields))
 
+    def last_forced_push(self, repo: str) -> datetime | None:
+        """Return when a forced push to ``repo``'s branch was last delivered."""
+        with self.session() as session:
+            found = session.scalar(
+                select(func.max(Delivery.received_at)).where(
+                    Delivery.repo == repo, Delivery.outcome == "forced_push"
+                )
+            )
+        if found is not None and found.tzinfo is None:
+            found = found.replace(tzinfo=UTC)
+        return found
+
+    def mark_failed_at_github(self, guid: str) -> None:
+        """Record that GitHub counts every stored attempt of ``guid`` as failed.
+
+        GitHub fails a delivery that took longer than 10 s, even when the app
+        finished it; a redelivery of it must then finish the work, not re-run it.
+        """
+        statement = (
+            update(Delivery)
+            .where(Delivery.guid == guid, Delivery.status_code < 300)
+            .values(outcome="failed_at_github", status_code=504)
+        )
+        with self.session() as session:
+            session.execute(statement)
+
     def deliveries(self, guid: str | None = None) -> list[Delivery]:
         with self.session() as session:
             statement = select(Delivery).order_by(Delivery.id)

@@ -47,7 +47,7 @@ def _on_branch_push(delivery: Delivery, repo: str) -> Outcome:
             branch=service.settings.query_branch,
             sha=payload.get("after"),
             before=payload.get("before"),
-            pusher=(payload.get("pusher") or {}).get("name"),
+            pusher=_pusher_name(payload.get("pusher")),
         )
 
     shas = [c.get("id") for c in payload.get("commits") or [] if isinstance(c, dict)]
@@ -70,4 +70,11 @@ def _on_branch_push(delivery: Delivery, repo: str) -> Outcome:
         message += " The branch was force-pushed."
     if started:
         message += f" Created job requests for {', '.join(started)}."
-    return Outcome(200, "noted", message, {"job_requests_for": started})
+    # The "forced_push" outcome also tells every worker to drop its cached head.
+    outcome = "forced_push" if payload.get("forced") else "noted"
+    return Outcome(200, outcome, message, {"job_requests_for": started})
+
+
+def _pusher_name(pusher: object) -> str | None:
+    name = pusher.get("name") if isinstance(pusher, dict) else None
+    return name if isinstance(name, str) else None

@@ -18,6 +18,9 @@ logger = structlog.get_logger(__name__)
 
 #: Status codes of an earlier delivery that handled a tag event successfully.
 SUCCEEDED = frozenset({200, 201})
+#: GitHub marks a delivery failed when its response takes longer than this.
+# https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks#respond-within-10-seconds
+GITHUB_TIMEOUT_MS = 10_000
 #: Seconds between looks at a job request that another delivery is creating.
 POLL_INTERVAL = 0.05
 #: Seconds to wait for another delivery's job request outside a time budget.
@@ -40,7 +43,10 @@ def handle_tag(delivery: Delivery, *, repo: str, tag: str) -> Outcome:
         return rejected
 
     earlier = service.store.deliveries(delivery.guid)
-    if any(item.status_code in SUCCEEDED for item in earlier):
+    if any(
+        item.status_code in SUCCEEDED and item.duration_ms < GITHUB_TIMEOUT_MS
+        for item in earlier
+    ):
         result = service.request_job(
             query, trigger="redelivery", delivery_id=delivery.guid, first=False
         )

@@ -26,6 +26,8 @@ class FakeGitHub:
     tokens_minted: int = 0
     calls: list[str] = field(default_factory=list)
     messages: dict[str, str] = field(default_factory=dict)
+    trees: dict[str, str] = field(default_factory=dict)
+    committers: dict[str, dict[str, str]] = field(default_factory=dict)
     branch: list[str] = field(default_factory=list)
     bodies: dict[str, list[Any]] = field(default_factory=dict)
     _numbers: Any = field(default_factory=lambda: itertools.count(1))
@@ -72,6 +74,8 @@ def mock_github(mock: responses.RequestsMock, fake: FakeGitHub | None = None) ->
         body = fake.record("create_commit", request)
         sha = fake.next_sha("c")
         fake.messages[sha] = body["message"]
+        fake.trees[sha] = body["tree"]
+        fake.committers[sha] = body["committer"]
         return _json(201, {"sha": sha, "html_url": f"https://github.example/commit/{sha}"})
 
     def update_ref(request: Any) -> Any:
@@ -91,7 +95,15 @@ def mock_github(mock: responses.RequestsMock, fake: FakeGitHub | None = None) ->
     def list_commits(request: Any) -> Any:
         fake.record("list_commits", request)
         listed = [
-            {"sha": sha, "commit": {"message": fake.messages[sha]}, "html_url": ""}
+            {
+                "sha": sha,
+                "html_url": "",
+                "commit": {
+                    "message": fake.messages[sha],
+                    "tree": {"sha": fake.trees[sha]},
+                    "committer": fake.committers[sha],
+                },
+            }
             for sha in fake.branch
         ]
         return _json(200, listed)
