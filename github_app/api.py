@@ -111,6 +111,8 @@ def create_query() -> tuple[Response, int]:
         body = json.loads(raw)
     except ValueError as exc:
         return error_response(400, "invalid_json", f"The body is not valid JSON: {exc}")
+    except RecursionError:
+        return error_response(400, "invalid_json", "The body is nested too deeply.")
 
     query, created = _service().submit(body)
     return jsonify(serialize(query)), 201 if created else 200

@@ -21,6 +21,8 @@ from sqlalchemy.exc import ArgumentError
 
 from github_app.codelists import DEFAULT_OPENCODELISTS_URL
 
+#: The shortest secret accepted; shorter ones are not scrubbed from logs either.
+MIN_SECRET_LENGTH = 8
 # The name part may hold dots, but "." and ".." are path segments, not names.
 REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9-]+/(?!\.\.?$)[A-Za-z0-9._-]+$")
 BRANCH_COMPONENT = re.compile(r"^(?![.-])[A-Za-z0-9._-]+(?<![.])(?<!\.lock)$")
@@ -89,6 +91,16 @@ def _required_list(env: Mapping[str, str], name: str, expected: str) -> tuple[st
         raise ConfigError(f"{name} holds no values: set it to {expected}.")
 
     return items
+
+
+def _check_secret_lengths(name: str, values: tuple[str, ...]) -> None:
+    # Short secrets are guessable, and the log scrubber cannot tell them from
+    # ordinary words, so it leaves them in place.
+    if any(len(value) < MIN_SECRET_LENGTH for value in values):
+        raise ConfigError(
+            f"{name} holds a value shorter than {MIN_SECRET_LENGTH} characters: "
+            "use a long random value, e.g. from `openssl rand -hex 32`."
+        )
 
 
 def is_valid_branch(name: str) -> bool:
@@ -259,6 +271,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_tokens = _required_list(
         env, "API_TOKENS", "comma-separated tokens accepted from Job Server"
     )
+    _check_secret_lengths("GITHUB_WEBHOOK_SECRET", webhook_secrets)
+    _check_secret_lengths("JOB_SERVER_TOKEN", (job_server_token,))
+    _check_secret_lengths("API_TOKENS", api_tokens)
     github_api_url = _check_url(
         "GITHUB_API_URL", env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
     )

@@ -15,10 +15,11 @@ from typing import Any
 
 import structlog
 
+# Secrets shorter than this are not scrubbed by value, because short strings would
+# also match ordinary words; the settings reject secrets that short.
+from github_app.config import MIN_SECRET_LENGTH
+
 REDACTED = "[REDACTED]"
-#: Secrets shorter than this are not scrubbed by value, because short strings
-#: would also match ordinary words; the settings require nothing that short.
-MIN_SECRET_LENGTH = 8
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -107,6 +108,9 @@ def configure_logging(
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # Standard-library records carry exc_info as a tuple; render the
+                # traceback as text, or the JSON line shows no stack.
+                structlog.processors.format_exc_info,
                 renderer,
             ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

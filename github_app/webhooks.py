@@ -213,7 +213,7 @@ def _read_delivery() -> Delivery | tuple[Response, int]:
 
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return _error(400, "invalid_json", "The payload is not valid JSON.")
 
     if not isinstance(payload, dict):
@@ -377,6 +377,13 @@ def _handle(delivery: Delivery) -> Outcome:
 
         logger.warning("Delivery failed", status_code=exc.status, reason=exc.message)
         return Outcome(exc.status, "failed", exc.message, body, query_id)
+    except (AttributeError, KeyError, TypeError) as exc:
+        # A signed payload whose fields have the wrong shape (a string where
+        # GitHub sends an object) is the sender's error, not the app's.
+        logger.warning("Malformed delivery payload", error=repr(exc))
+        return Outcome(
+            400, "invalid_payload", "A field of the payload has an unexpected shape."
+        )
     except Exception:
         logger.exception("Delivery handler failed")
         return Outcome(500, "error", "The app failed to handle this delivery.")

@@ -235,11 +235,21 @@ def test_load_settings_two_webhook_secrets(env: dict[str, str]) -> None:
 
 
 def test_load_settings_several_api_tokens(env: dict[str, str]) -> None:
-    env["API_TOKENS"] = "token-a,token-b"
+    env["API_TOKENS"] = "token-aaa,token-bbb"
 
     settings = load_settings(env)
 
-    assert settings.api_tokens == ("token-a", "token-b")
+    assert settings.api_tokens == ("token-aaa", "token-bbb")
+
+
+@pytest.mark.parametrize(
+    "name", ["API_TOKENS", "GITHUB_WEBHOOK_SECRET", "JOB_SERVER_TOKEN"]
+)
+def test_load_settings_short_secret_rejected(env: dict[str, str], name: str) -> None:
+    env[name] = "z"
+
+    with pytest.raises(ConfigError, match=f"^{name} holds a value shorter than 8"):
+        load_settings(env)
 
 
 def test_load_settings_private_key_from_path(

@@ -494,3 +494,58 @@ def test_manifest_permissions_minimal() -> None:
     manifest = load_manifest()
 
     assert manifest["default_permissions"] == {"contents": "write", "metadata": "read"}
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "status"),
+    [
+        (
+            "push",
+            {
+                "ref": "refs/heads/main",
+                "after": "b" * 40,
+                "forced": True,
+                "pusher": "mallory",
+                "commits": "x",
+                "repository": {"full_name": "example-org/interactive-queries"},
+            },
+            # Fields the branch rule does not need are read leniently.
+            200,
+        ),
+        ("installation", {"action": "created", "installation": "x"}, 400),
+    ],
+)
+def test_malformed_signed_payload_is_no_500(
+    client: FlaskClient, event: str, payload: dict[str, Any], status: int
+) -> None:
+    body = json.dumps(payload).encode()
+
+    response = client.post(
+        "/api/github/webhooks",
+        data=body,
+        headers={
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": "6a1f0c9e-0000-4000-8000-00000000beef",
+            "X-Hub-Signature-256": sign(body, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+
+    assert response.status_code == status
+
+
+def test_deeply_nested_payload_is_400(client: FlaskClient) -> None:
+    body = b"[" * 50_000 + b"]" * 50_000
+
+    response = client.post(
+        "/api/github/webhooks",
+        data=body,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": "6a1f0c9e-0000-4000-8000-00000000cafe",
+            "X-Hub-Signature-256": sign(body, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+
+    assert response.status_code == 400
