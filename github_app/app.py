@@ -47,18 +47,8 @@ def create_app(
     app.extensions["query_service"] = QueryService(
         settings=settings,
         store=store,
-        github=GitHubClient(
-            app_id=settings.github_app_id,
-            private_key=settings.github_private_key,
-            base_url=settings.github_api_url,
-            timeout=settings.http_timeout,
-            retry_budget=settings.github_retry_budget,
-        ),
-        job_server=JobServerClient(
-            base_url=settings.job_server_url,
-            token=settings.job_server_token,
-            timeout=settings.http_timeout,
-        ),
+        github=GitHubClient.from_settings(settings),
+        job_server=JobServerClient.from_settings(settings),
     )
     telemetry.init_app(app)
     app.register_blueprint(api.bp)

@@ -118,18 +118,8 @@ def run_checks(env: dict[str, str] | None = None) -> Iterator[CheckResult]:
     yield CheckResult(
         "environment", True, f"settings valid; repositories {repositories}"
     )
-    github = GitHubClient(
-        app_id=settings.github_app_id,
-        private_key=settings.github_private_key,
-        base_url=settings.github_api_url,
-        timeout=settings.http_timeout,
-        retry_budget=settings.github_retry_budget,
-    )
-    job_server = JobServerClient(
-        base_url=settings.job_server_url,
-        token=settings.job_server_token,
-        timeout=settings.http_timeout,
-    )
+    github = GitHubClient.from_settings(settings)
+    job_server = JobServerClient.from_settings(settings)
 
     def database() -> str:
         store = Store(settings.database_url or default_database_url())

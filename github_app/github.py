@@ -28,6 +28,7 @@ import structlog
 from github import Auth, GithubException, GithubIntegration
 
 from github_app.auth import InstallationToken, TokenCache, create_jwt, parse_expires_at
+from github_app.config import Settings
 from github_app.deadlines import time_left
 from github_app.metrics import endpoint_label, observe_github_call, observe_rate_limit
 
@@ -177,6 +178,17 @@ class GitHubClient:
         self._tokens = TokenCache(self._mint_token, clock=clock)
         self._clients: dict[str, github.Github] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "GitHubClient":
+        """Build the client the app's settings describe."""
+        return cls(
+            app_id=settings.github_app_id,
+            private_key=settings.github_private_key,
+            base_url=settings.github_api_url,
+            timeout=settings.http_timeout,
+            retry_budget=settings.github_retry_budget,
+        )
 
     # -- authentication -------------------------------------------------------
 

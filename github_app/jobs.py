@@ -15,6 +15,7 @@ from typing import Any
 import requests
 import structlog
 
+from github_app.config import Settings
 from github_app.deadlines import limit_timeout
 
 logger = structlog.get_logger(__name__)
@@ -77,6 +78,15 @@ class JobServerClient:
         self._token = token
         self._timeout = timeout
         self._session = requests.Session()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "JobServerClient":
+        """Build the client the app's settings describe."""
+        return cls(
+            base_url=settings.job_server_url,
+            token=settings.job_server_token,
+            timeout=settings.http_timeout,
+        )
 
     def create_job_request(
         self, spec: JobRequestSpec, *, idempotency_key: str
