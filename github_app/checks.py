@@ -141,8 +141,15 @@ def run_checks(env: dict[str, str] | None = None) -> Iterator[CheckResult]:
     for name, check in checks:
         try:
             detail = check()
-        except (CheckFailedError, ConfigError, GitHubError, JobServerError) as exc:
+        except (CheckFailedError, ConfigError) as exc:
             yield CheckResult(name, False, str(exc))
+            return
+        except GitHubError as exc:
+            yield CheckResult(name, False, f"{exc} Check GITHUB_API_URL and the App.")
+            return
+        except JobServerError as exc:
+            message = f"{exc} Check JOB_SERVER_URL and JOB_SERVER_TOKEN."
+            yield CheckResult(name, False, message)
             return
         except SQLAlchemyError as exc:
             # The driver's first line names the host and the problem, never the

@@ -129,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"JOB_SERVER_URL={job_server_server.url}")
         print(f"JOB_SERVER_TOKEN={job_server_token}")
         print(f"OPENCODELISTS_URL={opencodelists_server.url}")
+        # The stand-ins do not call the app's query API; any long token will do.
+        print(f"API_TOKENS={secrets.token_hex(16)}")
         print("Press Ctrl-C to stop.", flush=True)
         try:
             threading.Event().wait()
