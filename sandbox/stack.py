@@ -33,7 +33,7 @@ BRANCH = "main"
 APP_ID = "1"
 #: The production gunicorn settings, which the stack runs the app with.
 GUNICORN_CONFIG = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-#: Seconds to wait for gunicorn to answer /healthz.
+#: Seconds to wait for gunicorn to respond to /healthz.
 START_TIMEOUT = 30
 
 
@@ -85,7 +85,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> Non
                 return
         time.sleep(0.1)
 
-    raise RuntimeError(f"The app did not answer /healthz within {START_TIMEOUT} s.")
+    raise RuntimeError(f"The app did not respond to /healthz within {START_TIMEOUT} s.")
 
 
 @contextlib.contextmanager
@@ -98,7 +98,7 @@ def running_stack(
 ) -> Iterator[RunningStack]:
     """Start the stand-ins and the app under gunicorn; stop them on exit.
 
-    ``workdir`` holds the App key, the bare repositories, the database and the
+    ``workdir`` contains the App key, the bare repositories, the database and the
     app's log; it must be empty or absent.
     """
     workdir.mkdir(parents=True, exist_ok=True)
