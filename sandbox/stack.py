@@ -85,7 +85,9 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> Non
                 return
         time.sleep(0.1)
 
-    raise RuntimeError(f"The app did not respond to /healthz within {START_TIMEOUT} s.")
+    raise RuntimeError(
+        f"The app did not respond to /healthz within {START_TIMEOUT} s."
+    )
 
 
 @contextlib.contextmanager
