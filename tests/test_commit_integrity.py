@@ -1,10 +1,11 @@
 """What the commit path must never do: resurrect, adopt look-alikes, duplicate."""
 
-import sqlite3
 import time
 
 import pytest
+from sqlalchemy import update
 
+from github_app.store import Delivery, Store
 from sandbox.git import ZERO_SHA
 from tests.conftest import REPO
 from tests.test_api import QUERY
@@ -125,13 +126,16 @@ def test_redelivery_after_github_timeout_is_no_rerun(stack: Stack) -> None:
     stack.post_query(QUERY)
     stack.wait_for_job_requests(QUERY["id"])
     created = next(d for d in stack.github.deliveries if d.status_code == 201)
-    database = stack.settings.database_url
-    assert database is not None and database.startswith("sqlite:///")
+    assert stack.settings.database_url is not None
+    store = Store(stack.settings.database_url)
     # GitHub gave up on the delivery after 10 s although the app finished it.
-    with sqlite3.connect(database.removeprefix("sqlite:///")) as connection:
-        connection.execute(
-            "UPDATE deliveries SET duration_ms = 12000 WHERE guid = ?", (created.guid,)
+    with store.session() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.guid == created.guid)
+            .values(duration_ms=12_000)
         )
+    store.engine.dispose()
 
     stack.github.redeliver(created.id)
     stack.github.wait_for_deliveries()
