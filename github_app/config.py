@@ -117,9 +117,11 @@ def is_valid_branch(name: str) -> bool:
 def _check_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
+        # A URL may carry a credential before "@"; never echo it.
+        shown = value if parts.password is None else "a URL with a password"
         raise ConfigError(
             f"{name} must be an http or https URL such as https://example.org, "
-            f"got {value!r}."
+            f"got {shown!r}."
         )
 
     return value.rstrip("/")

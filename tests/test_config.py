@@ -387,3 +387,12 @@ def test_config_error_hides_secrets(
     for secret in SECRETS:
         assert secret not in message
     assert private_key_pem.splitlines()[1] not in message
+
+
+def test_load_settings_bad_url_hides_password(env: dict[str, str]) -> None:
+    env["JOB_SERVER_URL"] = "ftp://user:tok123456@jobs.example.org"
+
+    with pytest.raises(ConfigError, match="^JOB_SERVER_URL must be") as info:
+        load_settings(env)
+
+    assert "tok123456" not in str(info.value)
