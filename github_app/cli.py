@@ -36,6 +36,9 @@ def _reconcile(args: argparse.Namespace) -> int:
     app = create_app()
     with app.app_context():
         service = app.extensions["query_service"]
+        if args.include_failed:
+            reopened = service.store.reopen_failed_queries()
+            print(f"Reopened {len(reopened)} failed queries without a tag.")
         unfinished = service.store.unfinished_queries()
         results = service.reconcile()
         requested = service.request_missing_jobs()
@@ -255,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     reconcile = commands.add_parser(
         "reconcile", help="resume every query whose commit or tag is not recorded"
+    )
+    reconcile.add_argument(
+        "--include-failed",
+        action="store_true",
+        help="also retry queries that failed before being tagged, after fixing the "
+        "cause (for example a branch protection rule)",
     )
     reconcile.set_defaults(run=_reconcile)
 

@@ -733,8 +733,17 @@ class QueryService:
         )
         return JobRequestResult(row=row, created=True)
 
-    def reconcile(self) -> list[Query]:
-        """Resume every query whose commit or tag is not yet recorded."""
+    def reconcile(self, *, include_failed: bool = False) -> list[Query]:
+        """Resume every query whose commit or tag is not yet recorded.
+
+        With ``include_failed``, queries that failed before being tagged (a
+        branch protection rule, bad credentials) are tried again too, once an
+        operator has fixed the cause.
+        """
+        if include_failed:
+            for query_id in self.store.reopen_failed_queries():
+                logger.info("Reopened failed query", query_id=query_id)
+
         finished = []
         for query in self.store.unfinished_queries():
             try:

@@ -251,6 +251,24 @@ class Store:
             statement = select(Query).where(Query.state.in_(STATES[:2]))
             return list(session.scalars(statement.order_by(Query.created_at)))
 
+    def reopen_failed_queries(self) -> list[str]:
+        """Put failed queries that have no tag back to their last completed step.
+
+        Returns their ids. Resuming them checks GitHub again before any change, so
+        a failure that still holds (a tag pointing elsewhere) fails them again.
+        """
+        with self.session() as session:
+            failed = session.scalars(
+                select(Query)
+                .where(Query.state == FAILED, Query.tag_sha.is_(None))
+                .with_for_update()
+            ).all()
+            for query in failed:
+                query.state = "committed" if query.commit_sha else "received"
+                query.error = None
+                query.updated_at = utcnow()
+            return [query.id for query in failed]
+
     def advance_query(
         self, query_id: str, state: str, *, revive: bool = False, **fields: Any
     ) -> Query:

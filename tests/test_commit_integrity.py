@@ -15,6 +15,7 @@ from tests.test_commit_path import (
     POST_TREE,
     assert_committed_once,
     commits_of,
+    fresh_service,
     query_body,
 )
 from tests.test_end_to_end import (  # noqa: F401 - fixtures
@@ -146,3 +147,17 @@ def test_redelivery_after_github_timeout_is_no_rerun(stack: Stack) -> None:
     assert len(stack.job_server.job_requests_for(QUERY["id"])) == 1
 
 
+
+
+def test_failed_query_retried_after_fix(stack: Stack) -> None:
+    message = "Changes must be made through a pull request."
+    stack.github.fail_call(PATCH_REF, 422, body={"message": message})
+    assert stack.post_query(QUERY).status_code == 502
+    service = fresh_service(stack)
+
+    untouched = service.reconcile()
+    [retried] = service.reconcile(include_failed=True)
+
+    assert untouched == []
+    assert retried.state == "tagged"
+    assert_committed_once(stack.github, QUERY["id"])
