@@ -131,7 +131,7 @@ def run_checks(env: dict[str, str] | None = None) -> Iterator[CheckResult]:
 
     def job_server_access() -> str:
         status = job_server.check_access()
-        return f"accepted the token and answered {status} to an empty job request"
+        return f"accepted the token and responded {status} to an empty job request"
 
     checks: list[Check] = [
         ("database", database),

@@ -7,7 +7,7 @@ Callers see this module's exceptions, never those of requests:
 - ``CodelistNotFoundError``: no codelist version has that id (a 404).
 - ``CodelistNotDownloadableError``: the version exists but has no CSV to download,
   for example because it is still a draft.
-- ``OpenCodelistsResponseError``: any other answer that is not a codelist.
+- ``OpenCodelistsResponseError``: any other response that is not a codelist.
 
 ``codelist_files`` writes downloaded codelists in the form that the ``opensafely
 codelists update`` command (opensafely-cli 2.1) writes them, so that ``opensafely
@@ -64,7 +64,7 @@ class CodelistNotDownloadableError(OpenCodelistsError):
 
 
 class OpenCodelistsResponseError(OpenCodelistsError):
-    """OpenCodelists answered with something other than the codelist."""
+    """OpenCodelists responded with something other than the codelist."""
 
     def __init__(
         self, message: str, *, codelist_id: str, status: int, body: str
@@ -76,7 +76,7 @@ class OpenCodelistsResponseError(OpenCodelistsError):
 
 @dataclass(frozen=True)
 class CodelistReference:
-    """Where a codelist version lives on OpenCodelists and in a project."""
+    """The locations of a codelist version on OpenCodelists and in a project."""
 
     id: str
     owner_path: str
@@ -260,7 +260,7 @@ class OpenCodelistsClient:
 
         if response.status_code != 200:
             raise OpenCodelistsResponseError(
-                f"OpenCodelists answered {url} with status {response.status_code}.",
+                f"OpenCodelists responded to {url} with status {response.status_code}.",
                 codelist_id=reference.id,
                 status=response.status_code,
                 body=response.text[:500],

@@ -62,7 +62,7 @@ class Settings:
     committer_name: str = "interactive-query-app[bot]"
     committer_email: str = "interactive-query-app[bot]@users.noreply.github.com"
     #: Seconds allowed for each outbound HTTP call, inside GitHub's 10-second
-    #: window for answering a webhook delivery.
+    #: window for responding to a webhook delivery.
     http_timeout: int = 5
     #: Seconds spent retrying one GitHub call that fails transiently.
     github_retry_budget: float = 8.0
@@ -88,7 +88,7 @@ def _required_list(env: Mapping[str, str], name: str, expected: str) -> tuple[st
     value = _required(env, name, expected)
     items = tuple(item.strip() for item in value.split(",") if item.strip())
     if not items:
-        raise ConfigError(f"{name} holds no values: set it to {expected}.")
+        raise ConfigError(f"{name} contains no values: set it to {expected}.")
 
     return items
 
@@ -98,7 +98,7 @@ def _check_secret_lengths(name: str, values: tuple[str, ...]) -> None:
     # ordinary words, so it leaves them in place.
     if any(len(value) < MIN_SECRET_LENGTH for value in values):
         raise ConfigError(
-            f"{name} holds a value shorter than {MIN_SECRET_LENGTH} characters: "
+            f"{name} contains a value shorter than {MIN_SECRET_LENGTH} characters: "
             "use a long random value, e.g. from `openssl rand -hex 32`."
         )
 
@@ -277,7 +277,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     _check_secret_lengths("JOB_SERVER_TOKEN", (job_server_token,))
     _check_secret_lengths("API_TOKENS", api_tokens)
     github_api_url = _check_url(
-        "GITHUB_API_URL", env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
+        "GITHUB_API_URL",
+        env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL,
     )
     branch = env.get("QUERY_BRANCH", "").strip() or "main"
     if not is_valid_branch(branch):

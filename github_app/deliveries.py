@@ -3,7 +3,7 @@
 GitHub keeps an App's deliveries for 3 days and lists them newest first at
 ``GET /app/hook/deliveries``, one entry per attempt. A redelivery is a new
 attempt with the GUID of the original. ``POST .../deliveries/{id}/attempts``
-asks GitHub to send an attempt again. Both need the App's JWT.
+requests that GitHub send an attempt again. Both need the App's JWT.
 https://docs.github.com/en/rest/apps/webhooks#list-deliveries-for-an-app-webhook
 """
 
@@ -141,7 +141,7 @@ def choose_failed(attempts: list[Attempt]) -> list[Attempt]:
 
     A GUID whose latest attempt succeeded is done. 409 responses are left out:
     they mean another attempt of the same GUID was being handled, and that
-    attempt's own status tells whether the delivery succeeded. The result is
+    attempt's own status shows whether the delivery succeeded. The result is
     oldest first, so deliveries are sent again in their original order.
     """
     latest: dict[str, Attempt] = {}

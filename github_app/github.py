@@ -5,7 +5,7 @@ Callers see this module's exceptions, never those of PyGithub or requests:
 - ``GitHubUnavailableError``: GitHub could not be reached or kept failing in a
   transient way (5xx, timeouts, secondary rate limits) until the retry budget ran
   out. The operation may be repeated later.
-- ``GitHubResponseError`` and its subclasses: GitHub answered with a permanent
+- ``GitHubResponseError`` and its subclasses: GitHub responded with a permanent
   error (bad credentials, repository not installed, validation failure). Repeating
   the call will not help; the message says what to check.
 
@@ -53,7 +53,7 @@ class GitHubUnavailableError(GitHubError):
 
 
 class GitHubResponseError(GitHubError):
-    """GitHub answered with an error that repeating the call will not fix."""
+    """GitHub responded with an error that repeating the call will not fix."""
 
     def __init__(self, message: str, *, status: int, body: Any = None) -> None:
         super().__init__(message)
@@ -139,8 +139,8 @@ def _rate_limit_wait(exc: GithubException, now: float) -> float | None:
     if exc.status == 429:
         return RETRY_MAX_DELAY
 
-    # GitHub tells a secondary rate limit from a permission error only in the
-    # message, and asks for at least a minute's wait when it sends no header.
+    # Only the message distinguishes a secondary rate limit from a permission
+    # error, and GitHub requests at least a minute's wait when it sends no header.
     if "secondary rate limit" in _github_message(exc).lower():
         return SECONDARY_RATE_LIMIT_WAIT
 
@@ -300,7 +300,7 @@ class GitHubClient:
         while True:
             if time_left() == 0:
                 raise GitHubUnavailableError(
-                    "The time budget for answering GitHub's webhook delivery ran "
+                    "The time budget for responding to GitHub's webhook delivery ran "
                     f"out after {attempt} attempts."
                 )
 
@@ -313,11 +313,11 @@ class GitHubClient:
                 wait = _rate_limit_wait(exc, self._clock())
                 if wait is None and exc.status not in TRANSIENT_STATUSES:
                     raise GitHubResponseError(
-                        f"GitHub answered {exc.status}: {_github_message(exc)}",
+                        f"GitHub responded {exc.status}: {_github_message(exc)}",
                         status=exc.status,
                         body=exc.data,
                     ) from exc
-                reason = f"GitHub answered {exc.status}: {_github_message(exc)}"
+                reason = f"GitHub responded {exc.status}: {_github_message(exc)}"
             except requests.RequestException as exc:
                 observe_github_call(endpoint, "unreachable")
                 wait = None
@@ -542,7 +542,8 @@ class GitHubClient:
                     and commit["tree"]["sha"] == tree
                     and commit["committer"]["email"] == committer.email
                 ):
-                    return CreatedCommit(sha=item["sha"], html_url=item.get("html_url", ""))
+                    html_url = item.get("html_url", "")
+                    return CreatedCommit(sha=item["sha"], html_url=html_url)
             if len(data) < 100:
                 break
 

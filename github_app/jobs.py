@@ -42,7 +42,7 @@ class JobServerResponseError(JobServerError):
 
 @dataclass(frozen=True)
 class JobRequestSpec:
-    """What Job Server needs to run a query's committed code."""
+    """The fields Job Server needs to run a query's committed code."""
 
     analysis_request: str
     workspace: str
@@ -104,7 +104,7 @@ class JobServerClient:
         timeout = limit_timeout(self._timeout)
         if timeout <= 0:
             raise JobServerUnavailableError(
-                "The time budget for answering GitHub's webhook delivery ran out "
+                "The time budget for responding to GitHub's webhook delivery ran out "
                 "before Job Server could be called."
             )
 
@@ -120,7 +120,7 @@ class JobServerClient:
         body = _json_or_text(response)
         if response.status_code >= 500 or response.status_code == 409:
             raise JobServerUnavailableError(
-                f"Job Server answered {response.status_code}: {_message(body)}"
+                f"Job Server responded {response.status_code}: {_message(body)}"
             )
 
         if response.status_code >= 400:
@@ -133,7 +133,7 @@ class JobServerClient:
 
         if not isinstance(body, dict) or "id" not in body:
             raise JobServerUnavailableError(
-                f"Job Server answered {response.status_code} without a job request id."
+                f"Job Server responded {response.status_code} without a job request id."
             )
 
         return CreatedJobRequest(id=body["id"], url=str(body.get("url", "")))
@@ -146,7 +146,7 @@ class JobServerClient:
 
         Raises:
             JobServerUnavailableError: Job Server could not be reached or failed.
-            JobServerResponseError: Job Server rejected the token, or answered
+            JobServerResponseError: Job Server rejected the token, or responded with
                 something other than a validation error.
         """
         try:
@@ -164,7 +164,7 @@ class JobServerClient:
         body = _json_or_text(response)
         if response.status_code >= 500:
             raise JobServerUnavailableError(
-                f"Job Server answered {response.status_code}: {_message(body)}"
+                f"Job Server responded {response.status_code}: {_message(body)}"
             )
 
         if response.status_code in (401, 403):
@@ -177,7 +177,7 @@ class JobServerClient:
 
         if response.status_code not in (400, 422):
             raise JobServerResponseError(
-                f"Job Server answered {response.status_code} to an empty job "
+                f"Job Server responded {response.status_code} to an empty job "
                 "request, not a validation error: check JOB_SERVER_URL.",
                 status=response.status_code,
                 body=body,

@@ -295,7 +295,7 @@ class QueryService:
             ) from exc
         except OpenCodelistsResponseError as exc:
             raise UpstreamRejectedError(
-                f"OpenCodelists sent an unexpected answer: {exc}",
+                f"OpenCodelists sent an unexpected response: {exc}",
                 {"codelist": exc.codelist_id},
             ) from exc
 
@@ -494,9 +494,9 @@ class QueryService:
     def _cached_head(self, repo: str, repository: _RepositoryState) -> str | None:
         """Return the cached branch head unless the branch was force-pushed since.
 
-        A force-push can rewind the branch to an ancestor of the cached head; a
-        commit built on that head would then still be a fast-forward and would
-        put the removed commits back.
+        A force-push can rewind the branch to an ancestor of the cached head. A
+        commit built on that head would still be a fast-forward, so it would put
+        the removed commits back.
         """
         if repository.head is None or repository.head_seen_at is None:
             return None

@@ -255,7 +255,7 @@ class Store:
         """Put failed queries that have no tag back to their last completed step.
 
         Returns their ids. Resuming them checks GitHub again before any change, so
-        a failure that still holds (a tag pointing elsewhere) fails them again.
+        a cause that remains (a tag pointing elsewhere) fails them again.
         """
         with self.session() as session:
             failed = session.scalars(
@@ -456,7 +456,7 @@ class Store:
         """Record that GitHub counts every stored attempt of ``guid`` as failed.
 
         GitHub fails a delivery that took longer than 10 s, even when the app
-        finished it; a redelivery of it must then finish the work, not re-run it.
+        finished it. A redelivery of it must then finish the work, not re-run it.
         """
         statement = (
             update(Delivery)

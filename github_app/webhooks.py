@@ -3,7 +3,7 @@
 The raw body's ``X-Hub-Signature-256`` is checked in constant time before anything
 else is read. Verified deliveries are routed by ``X-GitHub-Event`` to the handler
 registered for that event (``handlers/``), and every routed delivery is stored with
-its GUID, event, outcome and duration. Answers are short JSON for an admin reading
+its GUID, event, outcome and duration. Responses are short JSON for an admin reading
 GitHub's delivery log.
 
 Each delivery gets a response within GitHub's 10-second window: the handler runs
@@ -91,7 +91,7 @@ def verify_signature(body: bytes, header: str | None, secrets: Sequence[str]) ->
 
 @dataclass
 class Outcome:
-    """What a handler did with a delivery, as told to GitHub's delivery log."""
+    """The result of handling a delivery, as shown in GitHub's delivery log."""
 
     status: int
     outcome: str
@@ -372,7 +372,9 @@ def _handle(delivery: Delivery) -> Outcome:
         query_id = details.get("id")
         body = {"query_id": query_id} if query_id else {}
         if exc.status == 422:
-            logger.warning("Security: rejected tag event", reason=exc.message, **details)
+            logger.warning(
+                "Security: rejected tag event", reason=exc.message, **details
+            )
             return Outcome(422, "rejected", exc.message, body, query_id)
 
         logger.warning("Delivery failed", status_code=exc.status, reason=exc.message)

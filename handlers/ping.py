@@ -5,5 +5,5 @@ from github_app.webhooks import Delivery, Outcome, router
 
 @router.register("ping")
 def on_ping(delivery: Delivery) -> Outcome:
-    """Answer GitHub's ping so the App's settings show the webhook works."""
+    """Respond to GitHub's ping so the App's settings show the webhook works."""
     return Outcome(200, "pong", "The app received the ping.")

@@ -70,7 +70,7 @@ def _on_branch_push(delivery: Delivery, repo: str) -> Outcome:
         message += " The branch was force-pushed."
     if started:
         message += f" Created job requests for {', '.join(started)}."
-    # The "forced_push" outcome also tells every worker to drop its cached head.
+    # Every worker drops its cached head when it finds a "forced_push" outcome.
     outcome = "forced_push" if payload.get("forced") else "noted"
     return Outcome(200, outcome, message, {"job_requests_for": started})
 

@@ -10,7 +10,7 @@ It serves the two endpoints the app calls, in the shapes OpenCodelists uses:
   with ``include-users``): ``{"codelists": [...]}`` with each codelist's coding
   system and versions.
 
-The catalogue holds a few codelists in the forms OpenCodelists publishes: old-style
+The catalogue contains a few codelists in the forms OpenCodelists publishes: old-style
 CTV3 uploads with their own column names, SNOMED CT and dm+d codelists with
 ``code,term`` columns, a user's codelist, a draft, and an ICD-10 codelist. Their
 codes are a small sample for tests, not copies of the published codelists.
@@ -235,7 +235,7 @@ class OpenCodelistsSandbox:
         self._lock = threading.Lock()
 
     def fail_next(self, count: int, status: int) -> None:
-        """Answer the next ``count`` requests with ``status`` and an HTML page."""
+        """Respond to the next ``count`` requests with ``status`` and an HTML page."""
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}.")
 

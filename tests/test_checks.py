@@ -86,7 +86,7 @@ def test_check_stops_at_wrong_key(
     code, lines = run_check(monkeypatch, capsys, env)
 
     assert code == 1
-    assert lines[-1].startswith("FAILED App JWT: GitHub answered 401")
+    assert lines[-1].startswith("FAILED App JWT: GitHub responded 401")
     assert "GITHUB_APP_ID" in lines[-1]
     assert len(lines) == 3
 

@@ -248,7 +248,7 @@ def test_load_settings_several_api_tokens(env: dict[str, str]) -> None:
 def test_load_settings_short_secret_rejected(env: dict[str, str], name: str) -> None:
     env[name] = "z"
 
-    with pytest.raises(ConfigError, match=f"^{name} holds a value shorter than 8"):
+    with pytest.raises(ConfigError, match=f"^{name} contains a value shorter than 8"):
         load_settings(env)
 
 

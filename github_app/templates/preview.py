@@ -57,7 +57,7 @@ def write_preview(
 
     Raises:
         TemplateNotFoundError: no template has that name.
-        PreviewError: ``out`` holds files already.
+        PreviewError: ``out`` already contains files.
         OpenCodelistsUnavailableError, OpenCodelistsResponseError: a codelist
             could not be downloaded.
     """
